@@ -1,0 +1,1 @@
+"""prefork: a supervising pre-fork master built on core."""
