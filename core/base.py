@@ -20,7 +20,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 
 __all__ = ["BaseServer"]
 
@@ -206,6 +205,8 @@ class BaseServer:
 
         Writes the traceback to standard error between two rules.
         """
+        import traceback  # here, not at the top: a forking server's children stay smaller
+
         rule = "-" * 40
         print(rule, file=sys.stderr)
         print(f"Error while handling a request from {client_address!r}:", file=sys.stderr)
