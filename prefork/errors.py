@@ -1,0 +1,18 @@
+"""The typed errors prefork raises.  Library code raises them; only the CLI turns
+them into a message and an exit status."""
+
+
+class PreforkError(Exception):
+    """Base of every error prefork raises on purpose."""
+
+
+class ConfigError(PreforkError, ValueError):
+    """A setting has a wrong type or value; the message names it and what would be right."""
+
+
+class HandlerImportError(PreforkError):
+    """The request handler (a ``module:attribute`` path) cannot be imported or is no handler."""
+
+
+class BootError(PreforkError):
+    """Workers cannot boot: the pool gave up instead of forking in a loop."""

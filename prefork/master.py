@@ -1,0 +1,353 @@
+"""The master loop: the only code that forks, signals and reaps.
+
+The loop sleeps in poll() until the next deadline the policy names, or until
+something wakes it: a signal (through the SignalInbox pipe), a worker reporting
+ready (a byte on its socket pair), or shutdown() from another thread.  Each turn
+drains the signals, then calls the server's service_actions(), where exited
+workers are reaped with waitpid(-1, WNOHANG) and the policy's decisions are
+carried out.  Decisions live in policy.py; this module only executes them.
+"""
+
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+
+from . import limits, logs, policy
+from .errors import BootError
+from .scoreboard import Scoreboard
+from .signals import SignalInbox
+from .systemd import Notifier
+from .worker import WorkerInfo, WorkerPlan, run_worker
+
+__all__ = ["Master", "MASTER_SIGNALS"]
+
+log = logging.getLogger("prefork")
+
+MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
+                  signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
+                  signal.SIGCHLD)
+RSS_SAMPLE_INTERVAL = 1.0
+LOOP_ERROR_PAUSE = 0.5  # after an unexpected error, so a persistent one cannot spin
+
+
+class Master:
+    """Runs the pool for *server* (a PreforkMixIn server) with settings *cfg*."""
+
+    def __init__(self, server, cfg):
+        self.server = server
+        self.cfg = cfg
+        self.pool = policy.Pool(cfg)
+        self.channels = {}  # pid -> the master's end of the worker's socket pair
+        self.failure = None
+        self.done = False
+        self.stopped = threading.Event()
+        self._next_rss = 0.0
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._waker_r.setblocking(False)
+        self._waker_w.setblocking(False)
+        self._stop_requested = False
+        self.inbox = None
+        self.board = None
+        self.notifier = None
+        self.announced = False  # READY=1 sent for the first generation
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self):
+        """Fork the pool and supervise it until it is stopped; raise BootError if it
+        cannot boot."""
+        try:
+            if threading.current_thread() is threading.main_thread():
+                self.inbox = SignalInbox(MASTER_SIGNALS)
+            else:
+                log.warning("prefork master not in the main thread: signals are not handled")
+            self.board = Scoreboard(self.cfg.max_workers)
+            self.notifier = Notifier()
+            self._set_title()
+            log.info("master %d starting %d workers", os.getpid(), self.pool.target)
+            self.poller = select.poll()
+            self.poller.register(self._waker_r, select.POLLIN)
+            if self.inbox:
+                self.poller.register(self.inbox, select.POLLIN)
+            self.server.service_actions()
+            while not self.done:
+                try:
+                    self._turn()
+                except Exception:
+                    log.exception("error in the master loop; carrying on")
+                    self.poller.poll(LOOP_ERROR_PAUSE * 1000)
+        finally:
+            self._cleanup()
+            self.stopped.set()
+        if self.failure:
+            raise BootError(self.failure)
+
+    def _turn(self):
+        deadline = self.pool.next_deadline(self._beats())
+        if self.cfg.max_rss:
+            deadline = min(deadline or self._next_rss, self._next_rss)
+        timeout = None if deadline is None else max(0, deadline - time.monotonic())
+        events = self.poller.poll(None if timeout is None else timeout * 1000 + 1)
+        for fd, _ in events:
+            if self.inbox and fd == self.inbox.fileno():
+                for signum in self.inbox.drain():
+                    self._on_signal(signum)
+            elif fd == self._waker_r.fileno():
+                self._drain_waker()
+            else:
+                self._on_worker_message(fd)
+        self.server.service_actions()
+
+    def service_actions(self):
+        """Reap exited workers, enforce limits, and act on the policy's decisions."""
+        self._reap()
+        now = time.monotonic()
+        if self.cfg.max_rss and now >= self._next_rss:
+            self._next_rss = now + RSS_SAMPLE_INTERVAL
+            ready = [w.pid for w in self.pool.workers.values() if w.state == policy.READY]
+            for pid, rss in limits.sample_rss(ready).items():
+                if rss > self.cfg.max_rss:
+                    self._apply(self.pool.over_limit(
+                        pid, f"uses {rss // 1024 ** 2} MiB (max_rss {self.cfg.max_rss // 1024 ** 2} MiB)",
+                        now))
+        self._apply(self.pool.tick(now, self._beats()))
+        if not self.announced and self.pool.counts()[policy.READY] >= self.pool.target:
+            self.announced = True
+            log.info("ready: %s", self.status())
+            self.notifier.send(READY=1, STATUS=self.status())
+
+    def status(self):
+        """One line on the pool, for logs and systemd's STATUS=."""
+        c = self.pool.counts()
+        line = (f"{c[policy.READY]} workers ready, {c[policy.BOOTING]} booting, "
+                f"generation {self.pool.generation}")
+        if self.pool.reloads["ok"] or self.pool.reloads["failed"]:
+            line += f"; reloads: {self.pool.reloads['ok']} ok, {self.pool.reloads['failed']} failed"
+        return line
+
+    def request_stop(self):
+        """From any thread: stop gracefully, as SIGTERM would."""
+        self._stop_requested = True
+        try:
+            self._waker_w.send(b"s")
+        except OSError:
+            pass
+
+    # -- events -----------------------------------------------------------------------
+
+    def _on_signal(self, signum):
+        now = time.monotonic()
+        if signum == signal.SIGHUP:
+            try:
+                self.server.on_reload()
+            except Exception:
+                log.exception("on_reload hook failed: reload abandoned, workers unchanged")
+                return
+            started = self.pool.reload_gen is None
+            self._apply(self.pool.reload(now))
+            if started and self.pool.reload_gen is not None:
+                self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
+        elif signum == signal.SIGTERM:
+            log.info("SIGTERM: graceful stop")
+            self._stop(True, now)
+        elif signum in (signal.SIGINT, signal.SIGQUIT):
+            log.info("%s: fast stop", signal.Signals(signum).name)
+            self._stop(False, now)
+        elif signum == signal.SIGTTIN:
+            self._apply(self.pool.scale(+1))
+        elif signum == signal.SIGTTOU:
+            self._apply(self.pool.scale(-1))
+        elif signum == signal.SIGUSR1:
+            self._reopen_logs()
+        elif signum == signal.SIGUSR2:
+            log.warning("SIGUSR2: upgrading in place is not available in this version; ignored")
+        # SIGCHLD only wakes the loop: reaping happens in service_actions().
+
+    def _drain_waker(self):
+        try:
+            while self._waker_r.recv(64):
+                pass
+        except BlockingIOError:
+            pass
+        if self._stop_requested:
+            self._stop_requested = False
+            self._stop(True, time.monotonic())
+
+    def _stop(self, graceful, now):
+        self.notifier.send(STOPPING=1, STATUS="stopping")
+        self._apply(self.pool.stop(graceful, now))
+
+    def _on_worker_message(self, fd):
+        pid = next((p for p, ch in self.channels.items() if ch.fileno() == fd), None)
+        if pid is None:
+            self.poller.unregister(fd)
+            return
+        try:
+            data = self.channels[pid].recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker closed its end: it is exiting; waitpid will tell
+            self.poller.unregister(fd)
+            return
+        if b"R" in data:
+            self._apply(self.pool.ready(pid, time.monotonic()))
+
+    def _reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            now = time.monotonic()
+            w = self.pool.workers.get(pid)
+            note = ""
+            if w is not None:
+                slot = self.board[w.slot]
+                note = slot.note
+                slot.release()
+            self._close_channel(pid)
+            self._apply(self.pool.exited(pid, os.waitstatus_to_exitcode(status), note, now))
+
+    # -- actions ----------------------------------------------------------------------
+
+    def _apply(self, actions):
+        for act in actions:
+            if isinstance(act, policy.Spawn):
+                self._spawn(act)
+            elif isinstance(act, policy.Retire):
+                self._send(act.pid, b"Q")
+            elif isinstance(act, policy.Signal):
+                try:
+                    os.kill(act.pid, act.signum)
+                except ProcessLookupError:
+                    pass
+            elif isinstance(act, policy.Log):
+                getattr(log, act.level)("%s", act.message)
+            elif isinstance(act, policy.ReloadDone):
+                if act.ok:
+                    log.info("reload done: %s", act.message)
+                else:
+                    log.error("reload of generation %d abandoned, the previous workers keep "
+                              "serving: %s", act.generation, act.message)
+                if self.pool.reload_gen is None and self.pool.stopping is None:
+                    self.notifier.send(READY=1, STATUS=self.status())
+                elif self.pool.reload_gen is not None:  # a queued reload follows at once
+                    self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
+            elif isinstance(act, policy.GiveUp):
+                log.error("%s", act.message)
+                self.failure = act.message
+                self._stop(False, time.monotonic())
+            elif isinstance(act, policy.Stopped):
+                self.done = True
+
+    def _spawn(self, spawn):
+        info = WorkerInfo(spawn.slot, spawn.generation)
+        try:
+            self.server.pre_fork(info)
+        except Exception:
+            log.exception("pre_fork hook failed: worker not started")
+            return
+        slot = self.board[spawn.slot]
+        slot.claim(spawn.generation, time.monotonic())
+        mine, theirs = socket.socketpair()
+        name = f" [{self.cfg.name}]" if self.cfg.name else ""
+        plan = WorkerPlan(
+            info=info, slot=slot, control=theirs, max_requests=spawn.max_requests,
+            beat_interval=self.cfg.timeout / 4 if self.cfg.timeout else 0,
+            close_fds=self._master_fds() + [mine.fileno()],
+            title=f"prefork: worker {spawn.slot} gen {spawn.generation}{name}")
+        try:
+            pid = os.fork()
+        except OSError:
+            log.exception("fork failed")
+            mine.close()
+            theirs.close()
+            slot.release()
+            return
+        if pid == 0:
+            run_worker(self.server, plan)  # never returns
+        theirs.close()
+        mine.setblocking(False)
+        self.channels[pid] = mine
+        self.poller.register(mine, select.POLLIN)
+        self.pool.spawned(pid, spawn, time.monotonic())
+
+    def _send(self, pid, message):
+        channel = self.channels.get(pid)
+        if channel is not None:
+            try:
+                channel.send(message)
+            except OSError:
+                pass  # already gone: reaping will tell
+
+    def _close_channel(self, pid):
+        channel = self.channels.pop(pid, None)
+        if channel is not None:
+            try:
+                self.poller.unregister(channel)
+            except (KeyError, ValueError):
+                pass
+            channel.close()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _beats(self):
+        board = self.board
+        return {w.pid: board[w.slot].heartbeat for w in self.pool.workers.values()} if board else {}
+
+    def _master_fds(self):
+        fds = [self._waker_r.fileno(), self._waker_w.fileno()]
+        fds += [ch.fileno() for ch in self.channels.values()]
+        if self.inbox:
+            fds += [self.inbox.fileno(), self.inbox.write_fileno()]
+        if self.notifier and self.notifier.sock:
+            fds.append(self.notifier.fileno())
+        return fds
+
+    def _set_title(self):
+        try:
+            import setproctitle
+        except ImportError:  # pragma: no cover - a declared dependency
+            return
+        name = f" [{self.cfg.name}]" if self.cfg.name else ""
+        setproctitle.setproctitle(f"prefork: master{name}")
+
+    def _reopen_logs(self):
+        logs.reopen_files()
+        for pid in self.channels:
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+        log.info("log files reopened")
+
+    def _cleanup(self):
+        # Normally every worker is gone by now; after an unexpected exit, make sure.
+        for pid in list(self.pool.workers):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in list(self.pool.workers):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        for pid in list(self.channels):
+            self._close_channel(pid)
+        if self.inbox:
+            self.inbox.restore()
+        if self.board:
+            self.board.close()
+        if self.notifier:
+            self.notifier.close()
+        self._waker_r.close()
+        self._waker_w.close()

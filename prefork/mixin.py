@@ -1,0 +1,129 @@
+"""PreforkMixIn: the bridge from the socketserver API to a supervised worker pool.
+
+Mix it in first, as ForkingMixIn is::
+
+    class Server(PreforkMixIn, core.TCPServer): ...
+    class Server(PreforkMixIn, http.server.HTTPServer): ...   # the stdlib's, too
+
+The server binds in the constructor as usual.  ``serve_forever()`` then runs the
+master: it forks ``workers`` processes that serve the listening socket through
+the server's own hooks, and supervises them until ``shutdown()`` or a stop
+signal.  Settings are class attributes, as ``max_children`` is for ForkingMixIn.
+"""
+
+import core
+
+from .config import Config
+from .errors import ConfigError
+from .loader import import_object, is_spec
+from .master import Master
+
+__all__ = ["PreforkMixIn", "PreforkTCPServer", "PreforkUDPServer",
+           "PreforkUnixStreamServer", "PreforkUnixDatagramServer"]
+
+
+class PreforkMixIn:
+    """Serve requests in a supervised pool of pre-forked worker processes.
+
+    Settings (class attributes; see Config for their meaning):
+        workers, max_workers, max_requests, max_requests_jitter, timeout,
+        boot_timeout, graceful_timeout, max_rss, preload, name
+    Hooks a subclass may override:
+        pre_fork(worker)     in the master, before a worker is forked
+        post_fork(worker)    in the worker, after the handler is imported; an
+                             exception here counts as a failed boot
+        worker_exit(worker)  in the worker, as it leaves on its own or when told
+        on_reload()          in the master, when a reload starts; an exception
+                             abandons the reload
+    ``RequestHandlerClass`` may be a class, or a ``"module:Name"`` string that each
+    worker imports after its fork, so a reload serves the code then on disk.
+    """
+
+    workers = 2
+    max_workers = 0
+    max_requests = 0
+    max_requests_jitter = 0
+    timeout = 30.0
+    boot_timeout = 30.0
+    graceful_timeout = 30.0
+    max_rss = 0
+    preload = False
+    name = ""
+
+    _master = None
+
+    def prefork_config(self):
+        """The settings, read from this server's attributes and validated."""
+        return Config.from_object(self)
+
+    def serve_forever(self, poll_interval=0.5):
+        """Run the master until shutdown() or a stop signal.
+
+        *poll_interval* is accepted for compatibility and not needed: the master
+        sleeps until its next deadline and signals wake it.
+        """
+        cfg = self.prefork_config()
+        if cfg.preload and is_spec(self.RequestHandlerClass):
+            self.RequestHandlerClass = import_object(self.RequestHandlerClass)
+        self._check_composition()
+        master = Master(self, cfg)
+        self._master = master
+        try:
+            master.run()
+        finally:
+            self._master = None
+
+    def shutdown(self):
+        """Stop the master gracefully (as SIGTERM) and wait until it has stopped."""
+        master = self._master
+        if master is None:
+            return
+        master.request_stop()
+        master.stopped.wait()
+
+    def service_actions(self):
+        """In the master: reap exited workers, enforce limits, keep the pool."""
+        super().service_actions()
+        if self._master is not None:
+            self._master.service_actions()
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def pre_fork(self, worker):
+        """Called in the master before forking *worker* (a WorkerInfo)."""
+
+    def post_fork(self, worker):
+        """Called in a new worker once its handler is imported."""
+
+    def worker_exit(self, worker):
+        """Called in a worker as it leaves in good order."""
+
+    def on_reload(self):
+        """Called in the master when a reload (SIGHUP) starts."""
+
+    def _check_composition(self):
+        for mixin in ("ForkingMixIn", "ThreadingMixIn"):
+            if any(c.__name__ == mixin for c in type(self).__mro__):
+                raise ConfigError(f"{type(self).__name__} mixes PreforkMixIn with {mixin}: "
+                                  "a worker serves one request at a time; drop the other mix-in")
+
+
+class PreforkTCPServer(PreforkMixIn, core.TCPServer):
+    """TCPServer served by a pre-forked pool."""
+
+    allow_reuse_address = True  # a restarted master binds at once despite TIME_WAIT
+    request_queue_size = 2048  # the kernel holds connections while workers change
+
+
+class PreforkUDPServer(PreforkMixIn, core.UDPServer):
+    """UDPServer served by a pre-forked pool."""
+
+
+class PreforkUnixStreamServer(PreforkMixIn, core.UnixStreamServer):
+    """UnixStreamServer served by a pre-forked pool."""
+
+    request_queue_size = 2048
+
+
+class PreforkUnixDatagramServer(PreforkMixIn, core.UnixDatagramServer):
+    """UnixDatagramServer served by a pre-forked pool."""

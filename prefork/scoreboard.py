@@ -1,0 +1,103 @@
+"""Shared-memory slots where workers report to the master.
+
+The master maps an anonymous shared region before it forks, so every worker
+sees the same pages.  Slot i belongs to one worker at a time: the worker writes
+it, the master reads it (and clears it when it hands the slot to a new worker).
+A field is written with one ``pack_into`` of at most 8 bytes at an aligned
+offset, so a reader never sees half of a number; a reader may see fields of two
+different moments, which the master tolerates (it only compares against
+deadlines).  Nothing here touches a disk.
+"""
+
+import mmap
+import struct
+import time
+
+__all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING", "STATE_NAMES"]
+
+BOOTING, IDLE, BUSY, STOPPING = 1, 2, 3, 4
+STATE_NAMES = {0: "free", BOOTING: "booting", IDLE: "idle", BUSY: "busy", STOPPING: "stopping"}
+
+# pid, generation, state, requests, heartbeat (monotonic), started (monotonic), note.
+# Fields sit at aligned offsets: 0 pid i32, 4 generation u32, 8 state u32,
+# 16 requests u64, 24 heartbeat f64, 32 started f64, 40 note (bytes, NUL-padded).
+_PID, _GEN, _STATE, _REQUESTS, _BEAT, _STARTED, _NOTE = 0, 4, 8, 16, 24, 32, 40
+NOTE_SIZE = 216
+SLOT_SIZE = _NOTE + NOTE_SIZE  # 256
+
+
+class Slot:
+    """A view of one slot; cheap to make, holds no copy of the data."""
+
+    __slots__ = ("_buf", "_base", "index")
+
+    def __init__(self, buf, index):
+        self._buf, self._base, self.index = buf, index * SLOT_SIZE, index
+
+    def _get(self, fmt, off):
+        return struct.unpack_from(fmt, self._buf, self._base + off)[0]
+
+    def _put(self, fmt, off, value):
+        struct.pack_into(fmt, self._buf, self._base + off, value)
+
+    # -- read by the master -------------------------------------------------------
+    pid = property(lambda self: self._get("i", _PID))
+    generation = property(lambda self: self._get("I", _GEN))
+    state = property(lambda self: self._get("I", _STATE))
+    requests = property(lambda self: self._get("Q", _REQUESTS))
+    heartbeat = property(lambda self: self._get("d", _BEAT))
+    started = property(lambda self: self._get("d", _STARTED))
+
+    @property
+    def note(self):
+        raw = bytes(self._buf[self._base + _NOTE:self._base + SLOT_SIZE])
+        return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    # -- written by the master when it hands out the slot --------------------------
+    def claim(self, generation, now):
+        self._buf[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
+        self._put("I", _GEN, generation)
+        self._put("d", _STARTED, now)
+        self._put("d", _BEAT, now)
+        self._put("I", _STATE, BOOTING)
+
+    def release(self):
+        self._buf[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
+
+    # -- written by the worker -----------------------------------------------------
+    def set_pid(self, pid):
+        self._put("i", _PID, pid)
+
+    def set_state(self, state, now=None):
+        self._put("d", _BEAT, time.monotonic() if now is None else now)
+        self._put("I", _STATE, state)
+
+    def beat(self, now=None):
+        self._put("d", _BEAT, time.monotonic() if now is None else now)
+
+    def count_request(self):
+        self._put("Q", _REQUESTS, self.requests + 1)
+
+    def set_note(self, text):
+        data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1]
+        self._buf[self._base + _NOTE:self._base + SLOT_SIZE] = data.ljust(NOTE_SIZE, b"\0")
+
+
+class Scoreboard:
+    """*size* slots in one anonymous shared mapping, made before any fork."""
+
+    def __init__(self, size):
+        self.size = size
+        self._map = mmap.mmap(-1, max(1, size) * SLOT_SIZE,
+                              flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return Slot(self._map, index)
+
+    def __iter__(self):
+        return (Slot(self._map, i) for i in range(self.size))
+
+    def close(self):
+        self._map.close()

@@ -1,0 +1,212 @@
+"""The worker: what runs in each child after fork, until it calls os._exit().
+
+A worker drops what belongs to the master, imports the handler (unless the
+master preloaded it), reports ready, then serves the inherited listening socket
+through the server's documented request path: get_request, verify_request,
+process_request (finish_request, shutdown_request), handle_error.
+
+It waits in an epoll of its own, where the listening socket is registered with
+EPOLLEXCLUSIVE so that a new connection wakes one idle worker rather than all of
+them (the thundering herd).  Between requests it reads its control socket: ``Q``
+from the master means finish and go; end-of-file means the master is gone, and
+the worker goes too.  SIGTERM sent to the worker itself also means finish and
+go; SIGUSR2 writes its Python stack to standard error (faulthandler).
+"""
+
+import dataclasses
+import faulthandler
+import logging
+import os
+import select
+import signal
+import sys
+import traceback
+
+from . import logs
+from . import scoreboard as sb
+from .loader import import_object, is_spec
+from .policy import EXIT_BOOT_FAILED, STACK_SIGNAL
+from .signals import SignalInbox
+
+__all__ = ["WorkerInfo", "run_worker"]
+
+log = logging.getLogger("prefork")
+
+# The master's environment that a worker must not see: only the master talks to systemd.
+SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
+                     "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerInfo:
+    """What the hooks learn about a worker: its slot, generation and (once forked) pid."""
+
+    slot: int
+    generation: int
+    pid: int = 0
+
+
+@dataclasses.dataclass
+class WorkerPlan:
+    """Everything the child needs, prepared by the master before the fork."""
+
+    info: WorkerInfo
+    slot: "sb.Slot"
+    control: object          # this worker's end of its socket pair with the master
+    max_requests: int        # 0: no limit
+    beat_interval: float     # seconds between heartbeats while idle; 0: none
+    close_fds: list          # the master's descriptors, closed first thing
+    title: str
+
+
+def run_worker(server, plan):
+    """The whole life of a worker.  Never returns: it ends in os._exit()."""
+    status = 1
+    try:
+        status = _live(server, plan)
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        for handler in logging.getLogger().handlers + log.handlers:
+            try:
+                handler.flush()
+            except Exception:
+                pass
+        os._exit(status)
+
+
+def _live(server, plan):
+    slot = plan.slot
+    inbox = _reset_after_fork(plan)
+    slot.set_pid(os.getpid())
+    if not _boot(server, plan):
+        return EXIT_BOOT_FAILED
+    listeners = [server.socket]
+    ep = select.epoll()
+    try:
+        for sock in listeners:
+            sock.setblocking(False)  # a woken worker that loses the race gets EAGAIN
+            ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        ep.register(plan.control.fileno(), select.EPOLLIN)
+        ep.register(inbox.fileno(), select.EPOLLIN)
+        listening = {sock.fileno() for sock in listeners}
+        slot.set_state(sb.IDLE)
+        plan.control.send(b"R")
+        served = 0
+        timeout = plan.beat_interval or -1
+        while True:
+            events = ep.poll(timeout)
+            slot.beat()
+            ready = {fd for fd, _ in events}
+            if plan.control.fileno() in ready and _told_to_go(plan.control):
+                break
+            if inbox.fileno() in ready:
+                received = inbox.drain()
+                if signal.SIGUSR1 in received:
+                    logs.reopen_files()
+                if signal.SIGTERM in received:
+                    break
+            if ready & listening and _serve_one(server, slot):
+                served += 1
+            if plan.max_requests and served >= plan.max_requests:
+                break
+        slot.set_state(sb.STOPPING)
+        _call_hook(server, "worker_exit", plan.info)
+        return 0
+    finally:
+        ep.close()
+
+
+def _reset_after_fork(plan):
+    """Drop the master's signal handling, descriptors and systemd environment."""
+    signal.set_wakeup_fd(-1)
+    for fd in plan.close_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    for name in SYSTEMD_VARIABLES:
+        os.environ.pop(name, None)
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    # Job-control and master-only signals must not stop or kill a worker that a
+    # terminal or a careless `kill` reaches.
+    for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(signum, signal.SIG_IGN)
+    signal.signal(STACK_SIGNAL, signal.SIG_DFL)
+    faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
+    _set_title(plan.title)
+    return SignalInbox([signal.SIGTERM, signal.SIGUSR1])
+
+
+def _set_title(title):
+    try:
+        import setproctitle
+    except ImportError:  # pragma: no cover - a declared dependency
+        return
+    setproctitle.setproctitle(title)
+
+
+def _boot(server, plan):
+    """Import the handler and run post_fork; on failure note why and return False."""
+    try:
+        handler = server.RequestHandlerClass
+        if is_spec(handler):
+            server.RequestHandlerClass = import_object(handler)
+        _call_hook(server, "post_fork", plan.info, raise_errors=True)
+        return True
+    except Exception as e:
+        plan.slot.set_note(f"{type(e).__name__}: {e}")
+        log.error("worker %d failed to boot", os.getpid(), exc_info=True)
+        return False
+
+
+def _told_to_go(control):
+    try:
+        data = control.recv(64)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return not data or b"Q" in data  # EOF: the master is gone
+
+
+def _serve_one(server, slot):
+    """Take one request, if this worker wins it, and serve it through the server's hooks."""
+    try:
+        request, client_address = server.get_request()
+    except OSError:
+        return False  # another worker took it, or the client left before accept
+    slot.set_state(sb.BUSY)
+    try:
+        if server.verify_request(request, client_address):
+            try:
+                server.process_request(request, client_address)
+            except Exception:
+                server.handle_error(request, client_address)
+                server.shutdown_request(request)
+        else:
+            server.shutdown_request(request)
+    finally:
+        slot.count_request()
+        slot.set_state(sb.IDLE)
+    return True
+
+
+def _call_hook(server, name, info, raise_errors=False):
+    hook = getattr(server, name, None)
+    if hook is None:
+        return
+    try:
+        hook(info)
+    except Exception:
+        if raise_errors:
+            raise
+        log.exception("%s hook failed", name)
