@@ -50,6 +50,7 @@ class Master:
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
         self._stop_requested = False
+        self._catch_up = False
         self.inbox = None
         self.board = None
         self.notifier = None
@@ -80,6 +81,7 @@ class Master:
                 except Exception:
                     log.exception("error in the master loop; carrying on")
                     self.poller.poll(LOOP_ERROR_PAUSE * 1000)
+                    self._catch_up = True  # the failed turn may have left work undone
         finally:
             self._cleanup()
             self.stopped.set()
@@ -91,6 +93,8 @@ class Master:
         if self.cfg.max_rss:
             deadline = min(deadline or self._next_rss, self._next_rss)
         timeout = None if deadline is None else max(0, deadline - time.monotonic())
+        if self._catch_up:
+            self._catch_up, timeout = False, 0
         events = self.poller.poll(None if timeout is None else timeout * 1000 + 1)
         for fd, _ in events:
             if self.inbox and fd == self.inbox.fileno():

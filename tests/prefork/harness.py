@@ -1,0 +1,252 @@
+"""A prefork master run as a real process for a test, and a client load against it.
+
+``Running`` starts tests/prefork/serve.py on a socket the test bound (passed as an
+inherited fd, so no port is guessed), with NOTIFY_SOCKET pointing at a datagram
+socket the test reads: READY=1 is the event tests synchronise on.  On exit it
+stops the master (TERM, then KILL after a bound) and checks no worker is left.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TIMEOUT = 20.0  # the bound on any single wait; a passing test is far below it
+
+
+def wait_for(predicate, what, timeout=TIMEOUT, interval=0.01):
+    """Poll *predicate* until it returns a true value; fail loudly after *timeout*.
+
+    For states no event announces (a process title, a process gone); every wait is
+    bounded, and the interval only paces the polling.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def descendants(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def title(proc):
+    try:
+        return " ".join(proc.cmdline()).strip()
+    except psutil.Error:
+        return ""
+
+
+class Running:
+    def __init__(self, sockdir, handler="apps:Probe", server="tcp", settings=(),
+                 pythonpath=(), ready=True):
+        self.sockdir = sockdir
+        self.kind = server if server in ("udp", "unix", "unixgram") else "tcp"
+        self.listener = self._listen()
+        self.address = self.listener.getsockname()
+        self.notify_path = os.path.join(sockdir, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.messages = []
+        self.errlog = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path,
+                   PYTHONPATH=os.pathsep.join([*pythonpath, HERE, ROOT]))
+        fd = self.listener.fileno()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "serve.py"), server, str(fd), handler,
+             *settings],
+            pass_fds=[fd], stdin=subprocess.PIPE, stdout=self.errlog, stderr=self.errlog,
+            env=env, cwd=sockdir, start_new_session=True)
+        self.pid = self.proc.pid
+        self.known_workers = set()
+        try:
+            if ready:
+                self.expect("READY=1")
+        except BaseException:
+            self.close()
+            raise
+
+    def _listen(self):
+        if self.kind == "tcp":
+            return socket.create_server(("127.0.0.1", 0), backlog=2048)
+        if self.kind == "udp":
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            return s
+        s = socket.socket(socket.AF_UNIX,
+                          socket.SOCK_STREAM if self.kind == "unix" else socket.SOCK_DGRAM)
+        s.bind(os.path.join(self.sockdir, "server.sock"))
+        if self.kind == "unix":
+            s.listen(2048)
+        return s
+
+    # -- observing --------------------------------------------------------------------
+
+    def expect(self, text, timeout=TIMEOUT):
+        """Wait for a notify message containing *text*; return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {text!r} from the master within {timeout}s; "
+                                     f"got {self.messages}\n{self.log()}")
+            self.notify.settimeout(min(left, 0.2))
+            try:
+                msg = self.notify.recv(4096).decode()
+            except TimeoutError:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"master exited ({self.proc.returncode}) before "
+                                         f"{text!r}\n{self.log()}") from None
+                continue
+            self.messages.append(msg)
+            if text in msg:
+                return msg
+
+    def log(self):
+        self.errlog.seek(0)
+        return self.errlog.read()
+
+    def workers(self):
+        """Live (non-zombie) workers: {pid: title}."""
+        found = {}
+        for p in descendants(self.pid):
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    found[p.pid] = title(p)
+            except psutil.Error:
+                pass
+        self.known_workers |= set(found)
+        return found
+
+    def worker_pids(self):
+        return sorted(self.workers())
+
+    def wait_workers(self, predicate, what):
+        """Wait until predicate(workers) holds; return those workers."""
+        def check():
+            workers = self.workers()
+            return workers if predicate(workers) else None
+        return wait_for(check, what)
+
+    # -- talking ----------------------------------------------------------------------
+
+    def request(self, line=b"ping", timeout=10.0):
+        if self.kind in ("udp", "unixgram"):
+            return self._datagram(line, timeout)
+        family = socket.AF_INET if self.kind == "tcp" else socket.AF_UNIX
+        with socket.socket(family, socket.SOCK_STREAM) as c:
+            c.settimeout(timeout)
+            c.connect(self.address)
+            c.sendall(line + b"\n")
+            chunks = []
+            while True:
+                data = c.recv(4096)
+                if not data:
+                    return b"".join(chunks)
+                chunks.append(data)
+
+    def _datagram(self, line, timeout):
+        family = socket.AF_INET if self.kind == "udp" else socket.AF_UNIX
+        with socket.socket(family, socket.SOCK_DGRAM) as c:
+            path = None
+            if family == socket.AF_UNIX:
+                path = os.path.join(self.sockdir, f"client{threading.get_ident()}")
+                c.bind(path)
+            try:
+                c.settimeout(timeout)
+                c.sendto(line, self.address)
+                return c.recv(4096)
+            finally:
+                if path:
+                    os.unlink(path)
+
+    def signal(self, signum):
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout=TIMEOUT):
+        return self.proc.wait(timeout)
+
+    # -- ending -----------------------------------------------------------------------
+
+    def close(self):
+        self.workers()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdin.close()
+        # Workers notice their master is gone; none may outlive the bound.
+        try:
+            wait_for(lambda: not any(psutil.pid_exists(p) and
+                                     psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                                     for p in self.known_workers), "workers to exit", 10)
+        finally:
+            for pid in self.known_workers:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            self.listener.close()
+            self.notify.close()
+            self.errlog.close()
+            for name in ("notify", "server.sock"):
+                path = os.path.join(self.sockdir, name)
+                if os.path.exists(path):
+                    os.unlink(path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Load(threading.Thread):
+    """Requests in a loop from a thread until stopped, bounded in count and time."""
+
+    def __init__(self, running, line=b"ping", max_requests=100_000, max_seconds=60.0):
+        super().__init__(daemon=True)
+        self.running, self.line = running, line
+        self.max_requests, self.max_seconds = max_requests, max_seconds
+        self.stop_event = threading.Event()
+        self.ok, self.errors, self.latencies, self.answers = 0, [], [], set()
+
+    def run(self):
+        end = time.monotonic() + self.max_seconds
+        while not self.stop_event.is_set() and self.ok + len(self.errors) < self.max_requests \
+                and time.monotonic() < end:
+            t0 = time.monotonic()
+            try:
+                answer = self.running.request(self.line)
+                if not answer:
+                    raise ConnectionError("empty answer")
+                self.answers.add(answer)
+                self.ok += 1
+            except OSError as e:
+                self.errors.append(repr(e))
+            self.latencies.append(time.monotonic() - t0)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(TIMEOUT)

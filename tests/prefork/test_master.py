@@ -1,0 +1,189 @@
+"""The master with real forks, signals and sockets: the pool, signals, and death."""
+
+import os
+import re
+import signal
+
+import psutil
+import pytest
+
+from .harness import Load, Running, wait_for
+
+
+def test_pool_size_titles_and_serving(sockdir):
+    with Running(sockdir, settings=["workers=3", "name=probe"]) as m:
+        workers = m.workers()
+        assert len(workers) == 3
+        assert all(re.fullmatch(r"prefork: worker \d gen 1 \[probe\]", t) for t in workers.values())
+        assert psutil.Process(m.pid).cmdline()[0] == "prefork: master [probe]"
+        answers = {int(m.request()) for _ in range(20)}
+        assert answers <= set(workers)
+        assert m.pid not in answers
+
+
+def test_a_killed_worker_is_reaped_and_replaced(sockdir):
+    with Running(sockdir, settings=["workers=2"]) as m:
+        before = m.worker_pids()
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        after = m.wait_workers(lambda w: len(w) == 2 and victim not in w, "a replacement")
+        # Reaped, not a zombie: the pid is gone from the process table.
+        wait_for(lambda: not psutil.pid_exists(victim), "the dead worker to be reaped")
+        assert set(after) - set(before)
+        assert int(m.request()) in after
+        wait_for(lambda: "killed by SIGKILL" in m.log(), "the death to be logged")
+
+
+@pytest.mark.parametrize("line,how", [(b"exit", "exited with status 7"),
+                                      (b"segv", "killed by SIGSEGV")])
+def test_how_a_worker_died_is_logged_and_the_master_carries_on(sockdir, line, how):
+    with Running(sockdir, settings=["workers=1"]) as m:
+        (pid,) = m.worker_pids()
+        assert m.request(line) == b""
+        wait_for(lambda: f"worker {pid} (gen 1) {how}" in m.log(), "the death in the log")
+        m.wait_workers(lambda w: len(w) == 1 and pid not in w, "a replacement")
+        assert m.request() != b""
+
+
+def test_an_exception_in_a_handler_goes_to_the_servers_handle_error_in_the_worker(sockdir):
+    with Running(sockdir, server="apps:Guarded", settings=["workers=1"]) as m:
+        (pid,) = m.worker_pids()
+        assert m.request(b"raise") == b"handle_error ran in the worker\n"
+        assert m.request(b"deny") == b""  # verify_request refused it
+        assert int(m.request()) == pid  # same worker: an exception is no crash
+
+
+def test_ttin_and_ttou_change_the_pool_within_bounds(sockdir):
+    with Running(sockdir, settings=["workers=2", "max_workers=3"]) as m:
+        m.signal(signal.SIGTTIN)
+        m.wait_workers(lambda w: len(w) == 3, "a third worker")
+        m.signal(signal.SIGTTIN)  # at max_workers: stays at 3
+        wait_for(lambda: "workers stay at 3" in m.log(), "the refusal in the log")
+        # Signals of one kind sent back to back may merge into one (Unix does not
+        # queue them), so each waits for the effect of the one before.
+        for left in (2, 1):
+            m.signal(signal.SIGTTOU)
+            m.wait_workers(lambda w, n=left: len(w) == n, f"{left} workers left")
+        m.signal(signal.SIGTTOU)
+        wait_for(lambda: "workers stay at 1" in m.log(), "the floor in the log")
+
+
+def test_hup_starts_a_new_generation(sockdir):
+    with Running(sockdir, server="apps:Hooked", settings=["workers=2"]) as m:
+        old = m.worker_pids()
+        m.signal(signal.SIGHUP)
+        m.expect("RELOADING=1")
+        m.expect("READY=1")
+        new = m.wait_workers(lambda w: len(w) == 2 and not set(w) & set(old), "old gone")
+        assert all(" gen 2" in t for t in new.values())
+        log = m.log()
+        assert "hook on_reload" in log and "reload done: generation 2 serving" in log
+        assert log.count("hook pre_fork") == 4 and log.count("hook post_fork") == 4
+        wait_for(lambda: m.log().count("hook worker_exit") == 2, "old workers' exit hooks")
+
+
+def test_term_is_a_graceful_stop(sockdir):
+    m = Running(sockdir, settings=["workers=2"])
+    try:
+        workers = m.worker_pids()
+        m.signal(signal.SIGTERM)
+        m.expect("STOPPING=1")
+        assert m.wait_exit() == 0
+        assert not any(psutil.pid_exists(p) for p in workers)
+        assert m.log().count("exited with status 0") == 2
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT])
+def test_int_and_quit_are_a_fast_stop(sockdir, signum):
+    m = Running(sockdir, settings=["workers=2"])
+    try:
+        with Load(m, line=b"hang", max_requests=1):
+            m.wait_workers(lambda w: True, "workers")
+            wait_for(lambda: any(p.status() == psutil.STATUS_RUNNING
+                                 for p in psutil.Process(m.pid).children()), "a busy worker")
+            m.signal(signum)
+            assert m.wait_exit() == 0  # not held up by the hung request
+        assert "fast stop" in m.log()
+    finally:
+        m.close()
+
+
+def test_shutdown_from_another_thread_stops_the_master(sockdir):
+    m = Running(sockdir, settings=["workers=1"])
+    try:
+        m.proc.stdin.close()  # serve.py calls server.shutdown() from a thread
+        assert m.wait_exit() == 0
+        assert "STOPPING=1" in m.expect("STOPPING=1")
+    finally:
+        m.close()
+
+
+def test_usr1_reopens_logs_in_master_and_workers(sockdir):
+    with Running(sockdir, settings=["workers=2"]) as m:
+        workers = m.worker_pids()
+        m.signal(signal.SIGUSR1)
+        wait_for(lambda: "log files reopened" in m.log(), "the reopen")
+        assert m.worker_pids() == workers  # USR1 does not kill workers
+        assert m.request() != b""
+
+
+def test_usr2_does_not_kill_the_master(sockdir):
+    with Running(sockdir, settings=["workers=1"]) as m:
+        m.signal(signal.SIGUSR2)
+        wait_for(lambda: "SIGUSR2" in m.log(), "the warning")
+        assert m.request() != b""
+
+
+def test_killing_the_master_leaves_no_worker_behind(sockdir):
+    m = Running(sockdir, settings=["workers=3"])
+    try:
+        workers = m.worker_pids()
+        with Load(m, max_requests=50):
+            m.signal(signal.SIGKILL)
+            m.wait_exit()
+        # Each worker sees its control socket close and exits after its request.
+        wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() !=
+                                 psutil.STATUS_ZOMBIE for p in workers), "orphaned workers to exit",
+                 timeout=5)
+    finally:
+        m.close()
+
+
+def test_an_error_in_the_master_loop_is_logged_and_the_loop_goes_on(sockdir):
+    with Running(sockdir, server="apps:FlakyMaster", settings=["workers=1", "max_workers=4"]) as m:
+        for size in (2, 3):  # a few turns of the loop, one of which fails
+            m.signal(signal.SIGTTIN)
+            m.wait_workers(lambda w, n=size: len(w) == n, f"{size} workers")
+        wait_for(lambda: "error in the master loop" in m.log(), "the logged error")
+        assert "service_actions failed on purpose" in m.log()
+        assert m.request() != b""
+
+
+@pytest.mark.parametrize("kind", ["udp", "unix", "unixgram"])
+def test_other_socket_types(sockdir, kind):
+    handler = "apps:DatagramProbe" if kind in ("udp", "unixgram") else "apps:Probe"
+    with Running(sockdir, server=kind, handler=handler, settings=["workers=2"]) as m:
+        pids = set(m.worker_pids())
+        for _ in range(5):
+            answer = m.request(b"hi")
+            assert int(answer.split()[0]) in pids
+
+
+def test_the_stdlib_http_server_prefork(sockdir):
+    import urllib.request
+    with Running(sockdir, server="apps:PreforkHTTPServer", handler="apps:QuietHTTP",
+                 settings=["workers=2"]) as m:
+        open(os.path.join(sockdir, "index.txt"), "w").write("pre-forked stdlib\n")
+        try:
+            url = f"http://127.0.0.1:{m.address[1]}/index.txt"
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.read() == b"pre-forked stdlib\n"
+        finally:
+            os.unlink(os.path.join(sockdir, "index.txt"))
+
+
+def test_a_class_handler_is_used_as_given(sockdir):
+    with Running(sockdir, handler="class:apps:Probe", settings=["workers=1", "preload=true"]) as m:
+        assert int(m.request()) in m.worker_pids()
