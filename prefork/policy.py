@@ -309,9 +309,11 @@ class Pool:
             return acts + self._end_reload(True, f"generation {gen} serving")
         wanted = self.target - len(new)
         room = self.cfg.max_workers - len(self.workers)
-        if wanted > 0 and room <= 0 and old and not self._leaving():
-            # max_workers leaves no room to build beside the old generation:
-            # retire one old worker first and build in its place.
+        booting = any(w.state == BOOTING for w in new)
+        if wanted > 0 and room <= 0 and not booting and old and not self._leaving():
+            # max_workers leaves no room to build beside the old generation, and no
+            # new worker is coming up to free some: retire one old worker first and
+            # build in its place.
             w = max((w for w in old if w.state == READY), key=lambda w: w.spawned, default=None)
             if w is not None:
                 acts += self._retire(w, now)

@@ -33,6 +33,10 @@ __all__ = ["WorkerInfo", "run_worker"]
 log = logging.getLogger("prefork")
 
 # The master's environment that a worker must not see: only the master talks to systemd.
+# The longest a worker waits in epoll: an idle worker also tries accept() this often,
+# in case a connection's wake-up went to a worker that died before taking it.
+IDLE_ACCEPT_INTERVAL = 1.0
+
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
                      "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -100,22 +104,23 @@ def _live(server, plan):
         slot.set_state(sb.IDLE)
         plan.control.send(b"R")
         served = 0
-        timeout = plan.beat_interval or -1
+        timeout = min(plan.beat_interval or IDLE_ACCEPT_INTERVAL, IDLE_ACCEPT_INTERVAL)
         while True:
             events = ep.poll(timeout)
             slot.beat()
             ready = {fd for fd, _ in events}
-            if plan.control.fileno() in ready and _told_to_go(plan.control):
-                break
+            leaving = plan.control.fileno() in ready and _told_to_go(plan.control)
             if inbox.fileno() in ready:
                 received = inbox.drain()
                 if signal.SIGUSR1 in received:
                     logs.reopen_files()
-                if signal.SIGTERM in received:
-                    break
-            if ready & listening and _serve_one(server, slot):
+                leaving = leaving or signal.SIGTERM in received
+            # A wake-up for the listener is this worker's alone (EPOLLEXCLUSIVE): it
+            # takes the connection even when it is leaving, or nobody may be woken
+            # for it.  An idle turn with no event tries too, as a safety net.
+            if (ready & listening or not events) and _serve_one(server, slot):
                 served += 1
-            if plan.max_requests and served >= plan.max_requests:
+            if leaving or (plan.max_requests and served >= plan.max_requests):
                 break
         slot.set_state(sb.STOPPING)
         _call_hook(server, "worker_exit", plan.info)

@@ -63,7 +63,7 @@ class Running:
         self.notify.bind(self.notify_path)
         self.messages = []
         self.errlog = tempfile.TemporaryFile(mode="w+")
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path,
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=os.pathsep.join([*pythonpath, HERE, ROOT]))
         fd = self.listener.fileno()
         self.proc = subprocess.Popen(
@@ -221,9 +221,10 @@ class Running:
 class Load(threading.Thread):
     """Requests in a loop from a thread until stopped, bounded in count and time."""
 
-    def __init__(self, running, line=b"ping", max_requests=100_000, max_seconds=60.0):
+    def __init__(self, running, line=b"ping", max_requests=100_000, max_seconds=60.0,
+                 timeout=10.0):
         super().__init__(daemon=True)
-        self.running, self.line = running, line
+        self.running, self.line, self.timeout = running, line, timeout
         self.max_requests, self.max_seconds = max_requests, max_seconds
         self.stop_event = threading.Event()
         self.ok, self.errors, self.latencies, self.answers = 0, [], [], set()
@@ -234,7 +235,7 @@ class Load(threading.Thread):
                 and time.monotonic() < end:
             t0 = time.monotonic()
             try:
-                answer = self.running.request(self.line)
+                answer = self.running.request(self.line, self.timeout)
                 if not answer:
                     raise ConnectionError("empty answer")
                 self.answers.add(answer)
@@ -242,6 +243,29 @@ class Load(threading.Thread):
             except OSError as e:
                 self.errors.append(repr(e))
             self.latencies.append(time.monotonic() - t0)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(TIMEOUT)
+
+
+class Sampler(threading.Thread):
+    """Counts a master's live workers every few milliseconds; ``most`` is the peak."""
+
+    def __init__(self, running, max_seconds=60.0):
+        super().__init__(daemon=True)
+        self.running, self.max_seconds = running, max_seconds
+        self.stop_event = threading.Event()
+        self.most = 0
+
+    def run(self):
+        end = time.monotonic() + self.max_seconds
+        while not self.stop_event.wait(0.002) and time.monotonic() < end:
+            self.most = max(self.most, len(self.running.workers()))
 
     def __enter__(self):
         self.start()
