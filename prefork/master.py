@@ -113,11 +113,11 @@ class Master:
         if self.cfg.max_rss and now >= self._next_rss:
             self._next_rss = now + RSS_SAMPLE_INTERVAL
             ready = [w.pid for w in self.pool.workers.values() if w.state == policy.READY]
+            mib = 1024 * 1024
             for pid, rss in limits.sample_rss(ready).items():
                 if rss > self.cfg.max_rss:
-                    self._apply(self.pool.over_limit(
-                        pid, f"uses {rss // 1024 ** 2} MiB (max_rss {self.cfg.max_rss // 1024 ** 2} MiB)",
-                        now))
+                    why = f"uses {rss // mib} MiB (max_rss {self.cfg.max_rss // mib} MiB)"
+                    self._apply(self.pool.over_limit(pid, why, now))
         self._apply(self.pool.tick(now, self._beats()))
         if not self.announced and self.pool.counts()[policy.READY] >= self.pool.target:
             self.announced = True

@@ -268,14 +268,16 @@ class Pool:
                 acts.append(Log("error", f"worker {w.pid} not ready after "
                                          f"{cfg.boot_timeout:g}s (boot_timeout): killing it"))
                 acts += self._dump_then_kill(w, now, f"not ready within {cfg.boot_timeout:g}s")
-            elif w.state == READY and cfg.timeout and now - beats.get(w.pid, w.since) >= cfg.timeout:
+            elif w.state == READY and cfg.timeout and \
+                    now - beats.get(w.pid, w.since) >= cfg.timeout:
                 acts.append(Log("error", f"worker {w.pid} silent for {cfg.timeout:g}s (timeout): "
                                          "writing its stack, then killing it"))
                 acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s")
             elif w.state == RETIRING and cfg.graceful_timeout and \
                     now - w.since >= cfg.graceful_timeout:
                 acts.append(Log("warning", f"worker {w.pid} still busy after "
-                                           f"{cfg.graceful_timeout:g}s (graceful_timeout): killing it"))
+                                           f"{cfg.graceful_timeout:g}s (graceful_timeout): "
+                                           "killing it"))
                 acts += self._kill(w, now)
             elif (w.state == DUMPING and now - w.since >= DUMP_GRACE) or \
                     (w.state == INTERRUPTED and now - w.since >= FAST_STOP_GRACE):
@@ -297,9 +299,10 @@ class Pool:
     def _reload_step(self, now):
         acts = []
         gen = self.reload_gen
-        new = [w for w in self.workers.values() if w.generation == gen and w.state in (BOOTING, READY)]
+        serving = [w for w in self.workers.values() if w.state in (BOOTING, READY)]
+        new = [w for w in serving if w.generation == gen]
         new_ready = [w for w in new if w.state == READY]
-        old = [w for w in self.workers.values() if w.generation != gen and w.state in (BOOTING, READY)]
+        old = [w for w in serving if w.generation != gen]
         # Each new worker that is ready takes the place of an old one.
         surplus = len(new_ready) + len(old) - self.target
         for w in sorted(old, key=lambda w: (w.state != BOOTING, w.spawned))[:max(surplus, 0)]:

@@ -72,6 +72,7 @@ class Running:
             pass_fds=[fd], stdin=subprocess.PIPE, stdout=self.errlog, stderr=self.errlog,
             env=env, cwd=sockdir, start_new_session=True)
         self.pid = self.proc.pid
+        self.started = time.monotonic()
         self.known_workers = set()
         try:
             if ready:

@@ -1,0 +1,120 @@
+"""Worker limits with real workers: requests, silence, memory, boot, crash loops."""
+
+import os
+import re
+import signal
+import time
+
+from prefork import policy
+
+from .harness import Load, Running, Sampler, wait_for
+
+BOOT_FAILED = re.compile(r"worker (\d+) \(gen \d+\) failed to boot")  # the master's line
+
+
+def test_max_requests_recycles_workers_with_no_failed_request(sockdir):
+    with Running(sockdir, settings=["workers=2", "max_requests=5", "max_requests_jitter=3"]) as m:
+        first = set(m.worker_pids())
+        with Load(m, max_requests=60) as load:
+            wait_for(lambda: load.ok + len(load.errors) >= 60, "60 requests")
+        assert load.errors == []
+        pids = {int(a) for a in load.answers}
+        assert len(pids) >= 60 // 8  # no worker served more than 5 + 3
+        assert not first <= set(m.worker_pids())
+
+
+def test_a_silent_worker_has_its_stack_logged_and_is_replaced(sockdir):
+    with Running(sockdir, settings=["workers=2", "timeout=1"]) as m:
+        with Load(m, line=b"hang", max_requests=1, timeout=30) as hung:
+            wait_for(lambda: "silent for 1s" in m.log(), "the timeout to fire")
+            # Meanwhile the other worker serves.
+            assert m.request() != b""
+            wait_for(lambda: hung.errors or hung.ok, "the hung request to end")
+        log = m.log()
+        assert "spin_forever" in log and "apps.py" in log  # the Python stack of the hang
+        wait_for(lambda: "killed by SIGKILL (silent for 1s)" in m.log(), "the kill")
+        m.wait_workers(lambda w: len(w) == 2, "the pool refilled")
+
+
+def test_max_rss_recycles_after_the_request_with_no_failed_request(sockdir):
+    with Running(sockdir, settings=["workers=1", f"max_rss={48 * 1024 * 1024}"]) as m:
+        (pid,) = m.worker_pids()
+        with Load(m) as load:
+            assert int(m.request(b"leak")) == pid  # the request that passes the limit completes
+            wait_for(lambda: "max_rss" in m.log(), "the recycle")
+            m.wait_workers(lambda w: len(w) == 1 and pid not in w, "a fresh worker")
+            wait_for(lambda: load.ok > 10, "requests after the recycle")
+        assert load.errors == []
+        assert f"worker {pid} uses" in m.log()
+
+
+def write_module(directory, name, body):
+    with open(os.path.join(directory, f"{name}.py"), "w") as f:
+        f.write(body)
+
+
+def test_a_handler_that_cannot_import_ends_the_start_with_a_clear_error(sockdir, tmp_path):
+    write_module(tmp_path, "broken", "raise RuntimeError('no database configured')\n")
+    m = Running(sockdir, handler="broken:Handler", pythonpath=[str(tmp_path)],
+                settings=["workers=2", "max_workers=3"], ready=False)
+    try:
+        most = 0
+        while m.proc.poll() is None:  # sampled until the master gives up
+            most = max(most, 1 + len(m.workers()))
+            if time.monotonic() - m.started > 20:
+                raise AssertionError("the master did not give up")
+        assert m.proc.returncode == 1
+        assert most <= 3 + 1, "more than max_workers + 1 processes"
+        log = m.log()
+        assert "serve: error: workers cannot boot" in log
+        assert "RuntimeError: no database configured" in log
+        assert len(set(BOOT_FAILED.findall(log))) == policy.BREAKER  # workers that tried
+    finally:
+        m.close()
+
+
+def test_a_handler_path_that_does_not_exist(sockdir):
+    m = Running(sockdir, handler="no_such_module:Handler", settings=["workers=1"], ready=False)
+    try:
+        assert m.wait_exit() == 1
+        assert "No module named 'no_such_module'" in m.log()
+    finally:
+        m.close()
+
+
+def test_boot_timeout_bounds_a_hanging_import(sockdir, tmp_path):
+    gate = os.path.join(sockdir, "never")
+    os.mkfifo(gate)
+    try:
+        # Opening a FIFO for reading blocks until a writer comes: none ever does.
+        write_module(tmp_path, "stuck", f"open({gate!r}).read()\n")
+        m = Running(sockdir, handler="stuck:Handler", pythonpath=[str(tmp_path)],
+                    settings=["workers=1", "boot_timeout=0.3"], ready=False)
+        try:
+            assert m.wait_exit() == 1
+            log = m.log()
+            assert "not ready after 0.3s (boot_timeout)" in log
+            assert "stuck.py" in log  # the stack shows where the import hung
+        finally:
+            m.close()
+    finally:
+        os.unlink(gate)
+
+
+def test_a_crash_loop_at_run_time_backs_off_instead_of_forking_in_a_loop(sockdir, tmp_path):
+    write_module(tmp_path, "flaky", "from apps import Probe as Handler\n")
+    with Running(sockdir, handler="flaky:Handler", pythonpath=[str(tmp_path)],
+                 settings=["workers=1"]) as m:
+        write_module(tmp_path, "flaky", "raise ImportError('broken after deploy')\n")
+        with Sampler(m) as sampler:
+            started = time.monotonic()
+            os.kill(m.worker_pids()[0], signal.SIGKILL)
+            wait_for(lambda: len(set(BOOT_FAILED.findall(m.log()))) >= 4, "four failed boots")
+            elapsed = time.monotonic() - started
+        # The delays before the 2nd, 3rd and 4th tries alone add up to 0.1+0.2+0.4 s.
+        assert elapsed >= 0.7
+        assert sampler.most <= 1
+        assert m.proc.poll() is None  # it served before: it keeps trying, never gives up
+        write_module(tmp_path, "flaky", "from apps import Probe as Handler\n")
+        m.wait_workers(lambda w: len(w) == 1 and "gen" in next(iter(w.values())), "recovery")
+        wait_for(lambda: m.request(timeout=60) != b"", "the fixed code to serve")
