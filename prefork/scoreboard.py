@@ -26,27 +26,33 @@ NOTE_SIZE = 216
 SLOT_SIZE = _NOTE + NOTE_SIZE  # 256
 
 
+_I32, _U32, _U64, _F64 = (struct.Struct(f) for f in ("i", "I", "Q", "d"))
+# state and heartbeat written together, as one request's start or end: 8 + 8 bytes.
+_STATE_BEAT = struct.Struct("I4xQd")  # state (+pad), requests, heartbeat: offsets 8..32
+
+
 class Slot:
     """A view of one slot; cheap to make, holds no copy of the data."""
 
-    __slots__ = ("_buf", "_base", "index")
+    __slots__ = ("_buf", "_base", "index", "_served")
 
     def __init__(self, buf, index):
         self._buf, self._base, self.index = buf, index * SLOT_SIZE, index
+        self._served = 0  # the worker's own count, mirrored into the slot
 
-    def _get(self, fmt, off):
-        return struct.unpack_from(fmt, self._buf, self._base + off)[0]
+    def _get(self, st, off):
+        return st.unpack_from(self._buf, self._base + off)[0]
 
-    def _put(self, fmt, off, value):
-        struct.pack_into(fmt, self._buf, self._base + off, value)
+    def _put(self, st, off, value):
+        st.pack_into(self._buf, self._base + off, value)
 
     # -- read by the master -------------------------------------------------------
-    pid = property(lambda self: self._get("i", _PID))
-    generation = property(lambda self: self._get("I", _GEN))
-    state = property(lambda self: self._get("I", _STATE))
-    requests = property(lambda self: self._get("Q", _REQUESTS))
-    heartbeat = property(lambda self: self._get("d", _BEAT))
-    started = property(lambda self: self._get("d", _STARTED))
+    pid = property(lambda self: self._get(_I32, _PID))
+    generation = property(lambda self: self._get(_U32, _GEN))
+    state = property(lambda self: self._get(_U32, _STATE))
+    requests = property(lambda self: self._get(_U64, _REQUESTS))
+    heartbeat = property(lambda self: self._get(_F64, _BEAT))
+    started = property(lambda self: self._get(_F64, _STARTED))
 
     @property
     def note(self):
@@ -56,27 +62,28 @@ class Slot:
     # -- written by the master when it hands out the slot --------------------------
     def claim(self, generation, now):
         self._buf[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
-        self._put("I", _GEN, generation)
-        self._put("d", _STARTED, now)
-        self._put("d", _BEAT, now)
-        self._put("I", _STATE, BOOTING)
+        self._put(_U32, _GEN, generation)
+        self._put(_F64, _STARTED, now)
+        self._put(_F64, _BEAT, now)
+        self._put(_U32, _STATE, BOOTING)
 
     def release(self):
         self._buf[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
 
     # -- written by the worker -----------------------------------------------------
     def set_pid(self, pid):
-        self._put("i", _PID, pid)
+        self._put(_I32, _PID, pid)
 
     def set_state(self, state, now=None):
-        self._put("d", _BEAT, time.monotonic() if now is None else now)
-        self._put("I", _STATE, state)
+        """Record a state change with its time, and the requests served so far."""
+        _STATE_BEAT.pack_into(self._buf, self._base + _STATE, state, self._served,
+                              time.monotonic() if now is None else now)
 
     def beat(self, now=None):
-        self._put("d", _BEAT, time.monotonic() if now is None else now)
+        self._put(_F64, _BEAT, time.monotonic() if now is None else now)
 
     def count_request(self):
-        self._put("Q", _REQUESTS, self.requests + 1)
+        self._served += 1
 
     def set_note(self, text):
         data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1]

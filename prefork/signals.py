@@ -40,6 +40,10 @@ class SignalInbox:
     def write_fileno(self):
         return self._write_fd
 
+    def pending(self):
+        """Whether a signal came in since the last drain (no system call)."""
+        return bool(self._pending)
+
     def drain(self):
         """Return the signals received since the last drain, oldest first."""
         try:

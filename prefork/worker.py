@@ -24,6 +24,7 @@ import traceback
 
 from . import logs
 from . import scoreboard as sb
+from .scoreboard import BUSY, IDLE
 from .loader import import_object, is_spec
 from .policy import EXIT_BOOT_FAILED, STACK_SIGNAL
 from .signals import SignalInbox
@@ -36,6 +37,10 @@ log = logging.getLogger("prefork")
 # The longest a worker waits in epoll: an idle worker also tries accept() this often,
 # in case a connection's wake-up went to a worker that died before taking it.
 IDLE_ACCEPT_INTERVAL = 1.0
+
+# At most this many connections are taken in a row before the control socket and
+# signals are looked at again.
+GREEDY_BURST = 16
 
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
                      "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -105,21 +110,34 @@ def _live(server, plan):
         plan.control.send(b"R")
         served = 0
         timeout = min(plan.beat_interval or IDLE_ACCEPT_INTERVAL, IDLE_ACCEPT_INTERVAL)
+        control_fd, inbox_fd = plan.control.fileno(), inbox.fileno()
         while True:
             events = ep.poll(timeout)
-            slot.beat()
-            ready = {fd for fd, _ in events}
-            leaving = plan.control.fileno() in ready and _told_to_go(plan.control)
-            if inbox.fileno() in ready:
-                received = inbox.drain()
-                if signal.SIGUSR1 in received:
-                    logs.reopen_files()
-                leaving = leaving or signal.SIGTERM in received
+            leaving = take = False
+            for fd, _ in events:
+                if fd in listening:
+                    take = True
+                elif fd == control_fd:
+                    leaving = leaving or _told_to_go(plan.control)
+                elif fd == inbox_fd:
+                    received = inbox.drain()
+                    if signal.SIGUSR1 in received:
+                        logs.reopen_files()
+                    leaving = leaving or signal.SIGTERM in received
+            if not events:
+                slot.beat()  # idle: show the master this worker is alive
             # A wake-up for the listener is this worker's alone (EPOLLEXCLUSIVE): it
             # takes the connection even when it is leaving, or nobody may be woken
             # for it.  An idle turn with no event tries too, as a safety net.
-            if (ready & listening or not events) and _serve_one(server, slot):
-                served += 1
+            if take or not events:
+                # Greedy: while connections wait, keep taking them before sleeping
+                # again; a hot worker serves the burst instead of waking cold ones.
+                burst = 0
+                while burst < GREEDY_BURST and _serve_one(server, slot):
+                    served += 1
+                    burst += 1
+                    if inbox.pending() or (plan.max_requests and served >= plan.max_requests):
+                        break
             if leaving or (plan.max_requests and served >= plan.max_requests):
                 break
         slot.set_state(sb.STOPPING)
@@ -189,7 +207,7 @@ def _serve_one(server, slot):
         request, client_address = server.get_request()
     except OSError:
         return False  # another worker took it, or the client left before accept
-    slot.set_state(sb.BUSY)
+    slot.set_state(BUSY)
     try:
         if server.verify_request(request, client_address):
             try:
@@ -201,7 +219,7 @@ def _serve_one(server, slot):
             server.shutdown_request(request)
     finally:
         slot.count_request()
-        slot.set_state(sb.IDLE)
+        slot.set_state(IDLE)
     return True
 
 
