@@ -32,7 +32,10 @@ RESULT = re.compile(r"^\s*(\S+):\s+(\d+) req/s.*errors (\d+)\s+ratio ([\d.]+)", 
 
 
 def run_kit(kit, env, args, servers):
-    """Run the kit's bench.py over *servers* [(name, port, command)]; {name: (rps, errors, ratio)}."""
+    """Run the kit's bench.py over *servers* [(name, port, command)].
+
+    Returns {name: (median req/s, errors, median ratio to the first server)}.
+    """
     cmd = [sys.executable, os.path.join(kit, "bench.py"), "--rounds", str(args.rounds),
            "--seconds", str(args.seconds)] + [f"{n}={p}={c}" for n, p, c in servers]
     out = subprocess.run(cmd, env=env, cwd=kit, capture_output=True, text=True, check=True).stdout
@@ -67,7 +70,8 @@ def wrk_latency(port, seconds):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = dict(zip(("connect", "read", "write", "timeout"), map(int, m.groups()))) if m else {}
+    names = ("connect", "read", "write", "timeout")
+    errors = dict(zip(names, map(int, m.groups()), strict=True)) if m else {}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         errors["non-2xx"] = int(non2xx.group(1))

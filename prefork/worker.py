@@ -24,9 +24,9 @@ import traceback
 
 from . import logs
 from . import scoreboard as sb
-from .scoreboard import BUSY, IDLE
 from .loader import import_object, is_spec
 from .policy import EXIT_BOOT_FAILED, STACK_SIGNAL
+from .scoreboard import BUSY, IDLE
 from .signals import SignalInbox
 
 __all__ = ["WorkerInfo", "run_worker"]
