@@ -1,41 +1,47 @@
-"""A working example: an HTTP "hello" service on core, the drop-in socketserver.
+"""A working example: an HTTP "hello" service served by a pre-forked pool.
 
     python examples/hello.py [PORT]      (default 8000, on 127.0.0.1)
 
-then try ``curl http://127.0.0.1:8000/``.  Stop it with Ctrl-C.
+then try ``curl http://127.0.0.1:8000/``.  The master forks 2 workers; send it
+SIGHUP to reload them, SIGTTIN/SIGTTOU to add or remove one, and stop it with
+Ctrl-C (fast) or SIGTERM (graceful).
 """
 
+import logging
+import os
 import sys
 from http.server import BaseHTTPRequestHandler
 
-import core
+from prefork import PreforkTCPServer
 
 
 class Hello(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # head and body go out in two writes
 
     def do_GET(self):
-        body = b"hello from core\n"
+        body = f"hello from worker {os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    def log_message(self, *args):
+        pass
 
-class Server(core.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
+
+class Server(PreforkTCPServer):
+    workers = 2
+    name = "hello"
 
 
 def main():
+    logging.basicConfig(level=logging.INFO, format="%(process)d %(levelname)s %(message)s")
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
     with Server(("127.0.0.1", port), Hello) as server:
-        print(f"serving on http://127.0.0.1:{server.server_address[1]}/", flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+        print(f"serving on http://127.0.0.1:{server.server_address[1]}/ "
+              f"(master pid {os.getpid()})", flush=True)
+        server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ class Probe(socketserver.StreamRequestHandler):
             os._exit(7)
         if line == b"segv":
             os.kill(os.getpid(), signal.SIGSEGV)
+        if line == b"interrupt":
+            raise KeyboardInterrupt  # not an Exception: it ends the worker
         if line == b"raise":
             raise RuntimeError("handler raised on purpose")
         if line == b"hang":

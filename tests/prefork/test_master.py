@@ -35,7 +35,8 @@ def test_a_killed_worker_is_reaped_and_replaced(sockdir):
 
 
 @pytest.mark.parametrize("line,how", [(b"exit", "exited with status 7"),
-                                      (b"segv", "killed by SIGSEGV")])
+                                      (b"segv", "killed by SIGSEGV"),
+                                      (b"interrupt", "exited with status 1")])
 def test_how_a_worker_died_is_logged_and_the_master_carries_on(sockdir, line, how):
     with Running(sockdir, settings=["workers=1"]) as m:
         (pid,) = m.worker_pids()

@@ -1,0 +1,123 @@
+"""Small parts on their own: settings, the handler loader, the scoreboard, the signal inbox."""
+
+import os
+import signal
+
+import pytest
+
+import prefork
+from prefork.config import SETTINGS, Config
+from prefork.errors import ConfigError, HandlerImportError
+from prefork.loader import import_object
+from prefork.scoreboard import BUSY, IDLE, Scoreboard
+from prefork.signals import SignalInbox
+
+
+def test_public_face():
+    assert set(prefork.__all__) == {
+        "PreforkMixIn", "PreforkTCPServer", "PreforkUDPServer", "PreforkUnixStreamServer",
+        "PreforkUnixDatagramServer", "Config", "WorkerInfo", "PreforkError", "ConfigError",
+        "HandlerImportError", "BootError"}
+    for name in prefork.__all__:
+        assert hasattr(prefork, name)
+
+
+def test_every_setting_has_a_class_default_on_the_mixin():
+    for name in SETTINGS:
+        assert name in vars(prefork.PreforkMixIn), name
+    assert Config.from_object(prefork.PreforkMixIn) == Config()
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"workers": 0}, "workers must be at least 1"),
+    ({"workers": "4"}, "workers must be a whole number"),
+    ({"workers": True}, "workers must be a whole number"),
+    ({"timeout": -1}, "timeout must be a number of seconds >= 0"),
+    ({"timeout": float("nan")}, "timeout must be a number of seconds"),
+    ({"boot_timeout": 0}, "boot_timeout must be more than 0"),
+    ({"workers": 5, "max_workers": 4}, "workers (5) must not exceed max_workers (4)"),
+    ({"preload": "yes"}, "preload must be true or false"),
+    ({"max_rss": -5}, "max_rss must be a whole number >= 0"),
+])
+def test_bad_settings_name_the_fault(settings, message):
+    with pytest.raises(ConfigError) as info:
+        Config(**settings)
+    assert message in str(info.value)
+
+
+def test_max_workers_defaults_to_twice_workers():
+    assert Config(workers=3).max_workers == 6
+    assert Config(workers=3, max_workers=3).max_workers == 3
+
+
+def test_a_mixed_in_forking_server_is_refused(sockdir):
+    import core
+
+    class Confused(prefork.PreforkMixIn, core.ForkingTCPServer):
+        pass
+
+    with Confused(("127.0.0.1", 0), core.BaseRequestHandler) as server:
+        with pytest.raises(ConfigError, match="drop the other mix-in"):
+            server.serve_forever()
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("nocolon", "not of the form MODULE:NAME"),
+    ("no_such_module_xyz:Handler", "cannot import handler module 'no_such_module_xyz'"),
+    ("socketserver:NoSuchHandler", "has no attribute 'NoSuchHandler'"),
+])
+def test_loader_errors(spec, message):
+    with pytest.raises(HandlerImportError, match=message):
+        import_object(spec)
+
+
+def test_loader_finds_dotted_attributes():
+    assert import_object("http.server:SimpleHTTPRequestHandler.do_HEAD") is not None
+    import socketserver
+    assert import_object("socketserver:StreamRequestHandler") is socketserver.StreamRequestHandler
+
+
+def test_scoreboard_slots_are_shared_with_a_child():
+    board = Scoreboard(4)
+    try:
+        slot = board[2]
+        slot.claim(generation=5, now=100.0)
+        pid = os.fork()
+        if pid == 0:  # the child writes; the parent must see it
+            try:
+                child = board[2]
+                child.set_pid(os.getpid())
+                child.count_request()
+                child.count_request()
+                child.set_state(BUSY, now=123.5)
+                child.set_note("ImportError: é")
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert (slot.pid, slot.generation, slot.state, slot.requests, slot.heartbeat) == \
+            (pid, 5, BUSY, 2, 123.5)
+        assert slot.note == "ImportError: é" and slot.started == 100.0
+        slot.release()
+        assert (slot.pid, slot.state, slot.note) == (0, 0, "")
+        assert board[1].state == 0 and IDLE != BUSY
+        with pytest.raises(IndexError):
+            board[4]
+    finally:
+        board.close()
+
+
+def test_signal_inbox_records_wakes_and_restores():
+    import select
+    before = signal.getsignal(signal.SIGUSR1)
+    inbox = SignalInbox([signal.SIGUSR1, signal.SIGUSR2])
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert select.select([inbox], [], [], 5)[0] == [inbox]
+        assert inbox.pending()
+        assert sorted(inbox.drain()) == [signal.SIGUSR1, signal.SIGUSR2]
+        assert inbox.drain() == [] and not inbox.pending()
+    finally:
+        inbox.restore()
+    assert signal.getsignal(signal.SIGUSR1) is before
