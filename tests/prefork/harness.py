@@ -16,6 +16,8 @@ import time
 
 import psutil
 
+from ..core.helpers import recv_all
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TIMEOUT = 20.0  # the bound on any single wait; a passing test is far below it
@@ -153,12 +155,7 @@ class Running:
             c.settimeout(timeout)
             c.connect(self.address)
             c.sendall(line + b"\n")
-            chunks = []
-            while True:
-                data = c.recv(4096)
-                if not data:
-                    return b"".join(chunks)
-                chunks.append(data)
+            return recv_all(c)
 
     def _datagram(self, line, timeout):
         family = socket.AF_INET if self.kind == "udp" else socket.AF_UNIX
@@ -219,15 +216,30 @@ class Running:
         self.close()
 
 
-class Load(threading.Thread):
+class _Background(threading.Thread):
+    """A thread for the length of a ``with`` block, told to stop at its end."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop_event = threading.Event()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.join(TIMEOUT)
+
+
+class Load(_Background):
     """Requests in a loop from a thread until stopped, bounded in count and time."""
 
     def __init__(self, running, line=b"ping", max_requests=100_000, max_seconds=60.0,
                  timeout=10.0):
-        super().__init__(daemon=True)
+        super().__init__()
         self.running, self.line, self.timeout = running, line, timeout
         self.max_requests, self.max_seconds = max_requests, max_seconds
-        self.stop_event = threading.Event()
         self.ok, self.errors, self.latencies, self.answers = 0, [], [], set()
 
     def run(self):
@@ -245,33 +257,16 @@ class Load(threading.Thread):
                 self.errors.append(repr(e))
             self.latencies.append(time.monotonic() - t0)
 
-    def __enter__(self):
-        self.start()
-        return self
 
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.join(TIMEOUT)
-
-
-class Sampler(threading.Thread):
+class Sampler(_Background):
     """Counts a master's live workers every few milliseconds; ``most`` is the peak."""
 
     def __init__(self, running, max_seconds=60.0):
-        super().__init__(daemon=True)
+        super().__init__()
         self.running, self.max_seconds = running, max_seconds
-        self.stop_event = threading.Event()
         self.most = 0
 
     def run(self):
         end = time.monotonic() + self.max_seconds
         while not self.stop_event.wait(0.002) and time.monotonic() < end:
             self.most = max(self.most, len(self.running.workers()))
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_event.set()
-        self.join(TIMEOUT)
