@@ -53,6 +53,14 @@ def ensure_gunicorn(venv):
     return exe, version
 
 
+def nginx_command(kit):
+    """The kit's nginx (2 workers, ``return 200``) run in the foreground from a scratch prefix."""
+    prefix = "/tmp/prefork-bench-nginx"
+    os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
+    conf = os.path.join(kit, "nginx.conf")
+    return f"nginx -p {prefix} -c {shlex.quote(conf)} -g 'daemon off;'"
+
+
 def with_hup(command, every):
     """A shell command that runs *command* and sends it SIGHUP every *every* seconds."""
     return f"{command} & pid=$!; while sleep {every}; do kill -HUP $pid 2>/dev/null || break; done"
@@ -132,8 +140,11 @@ def main():
             ("prefork2", 18302, f"{server} 18302 2 hello:Raw"),
             ("prefork8", 18303, f"{server} 18303 8 hello:Raw"),
             ("gunicorn2", 18304, f"{gunicorn} -w 2 -b 127.0.0.1:18304 --log-level error hello:app"),
+            # nginx answering from C: what this machine's loopback and wrk allow at all.
+            ("nginx", 18090, nginx_command(kit)),
         ])
         summary += [
+            ("nginx return 200 (C) / minimal_prefork 2", r["nginx"][2], None),
             ("Raw, 2 workers / minimal_prefork 2", r["prefork2"][2], 0.90),
             ("Raw, 8 workers / minimal_prefork 2", r["prefork8"][2], 0.90),
             ("Raw, 2 workers / gunicorn sync 2", r["prefork2"][0] / r["gunicorn2"][0], 3.0),
