@@ -6,7 +6,7 @@ import signal
 import pytest
 
 import prefork
-from prefork.config import SETTINGS, Config
+from prefork.config import POOL_SETTINGS, Config
 from prefork.errors import ConfigError, HandlerImportError
 from prefork.loader import import_object
 from prefork.scoreboard import BUSY, IDLE, Scoreboard
@@ -22,22 +22,24 @@ def test_public_face():
         assert hasattr(prefork, name)
 
 
-def test_every_setting_has_a_class_default_on_the_mixin():
-    for name in SETTINGS:
+def test_every_pool_setting_has_a_class_default_on_the_mixin():
+    for name in POOL_SETTINGS:
         assert name in vars(prefork.PreforkMixIn), name
     assert Config.from_object(prefork.PreforkMixIn) == Config()
 
 
 @pytest.mark.parametrize("settings,message", [
-    ({"workers": 0}, "workers must be at least 1"),
-    ({"workers": "4"}, "workers must be a whole number"),
-    ({"workers": True}, "workers must be a whole number"),
-    ({"timeout": -1}, "timeout must be a number of seconds >= 0"),
-    ({"timeout": float("nan")}, "timeout must be a number of seconds"),
+    ({"workers": 0}, "workers: expected a whole number >= 1, got 0"),
+    ({"workers": "4"}, "workers: expected a whole number >= 1, got '4'"),
+    ({"workers": True}, "workers: expected a whole number >= 1, got True"),
+    ({"timeout": -1}, "timeout: expected a number of seconds >= 0, got -1"),
+    ({"timeout": float("nan")}, "timeout: expected a number of seconds >= 0"),
     ({"boot_timeout": 0}, "boot_timeout must be more than 0"),
     ({"workers": 5, "max_workers": 4}, "workers (5) must not exceed max_workers (4)"),
-    ({"preload": "yes"}, "preload must be true or false"),
-    ({"max_rss": -5}, "max_rss must be a whole number >= 0"),
+    ({"preload": "yes"}, "preload: expected true or false, got 'yes'"),
+    ({"max_rss": -5}, "max_rss: expected a whole number >= 0, got -5"),
+    ({"socket_mode": 0o1777}, "socket_mode: expected an octal mode from 000 to 777"),
+    ({"log_level": "loud"}, "log_level: expected one of debug, info, warning, error"),
 ])
 def test_bad_settings_name_the_fault(settings, message):
     with pytest.raises(ConfigError) as info:
