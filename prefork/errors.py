@@ -15,4 +15,19 @@ class HandlerImportError(PreforkError):
 
 
 class BootError(PreforkError):
-    """Workers cannot boot: the pool gave up instead of forking in a loop."""
+    """Workers cannot boot: the pool gave up instead of forking in a loop.
+
+    ``note`` is what the last failed worker reported (its exception, one line).
+    """
+
+    def __init__(self, message, note=""):
+        super().__init__(message)
+        self.note = note
+
+
+class BindError(PreforkError):
+    """A listening socket cannot be had: the address is in use, needs privilege, ..."""
+
+
+class PidfileError(PreforkError):
+    """The pidfile is held by a live master, or cannot be written."""

@@ -5,11 +5,20 @@ import sys
 
 from .errors import HandlerImportError
 
-__all__ = ["import_object", "is_spec"]
+__all__ = ["import_object", "is_spec", "check_handler", "check_spec"]
 
 
 def is_spec(value):
     return isinstance(value, str)
+
+
+def check_spec(spec, what="handler"):
+    """Split ``module:attribute``; HandlerImportError if *spec* is not of that form."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise HandlerImportError(f"{what} {spec!r} is not of the form MODULE:NAME "
+                                 "(e.g. myapp.handlers:EchoHandler)")
+    return module_name, attr
 
 
 def import_object(spec, what="handler"):
@@ -18,10 +27,7 @@ def import_object(spec, what="handler"):
     The current directory comes first on sys.path, as ``python -m`` would have it.
     A failure of any kind raises HandlerImportError naming the path and the cause.
     """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise HandlerImportError(f"{what} {spec!r} is not of the form MODULE:NAME "
-                                 "(e.g. myapp.handlers:EchoHandler)")
+    module_name, attr = check_spec(spec, what)
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
     try:
@@ -35,4 +41,25 @@ def import_object(spec, what="handler"):
         except AttributeError:
             raise HandlerImportError(
                 f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def check_handler(obj, spec):
+    """Return *obj* if a server can call it as a request handler, else raise.
+
+    A handler is called with (request, client_address, server), as socketserver
+    calls RequestHandlerClass; a class whose constructor takes those will do.
+    """
+    import inspect
+    if not callable(obj):
+        raise HandlerImportError(f"{spec} is {type(obj).__name__!s} {obj!r:.60}, not a request "
+                                 "handler class (e.g. a socketserver.BaseRequestHandler "
+                                 "subclass)")
+    try:
+        inspect.signature(obj).bind(None, None, None)
+    except TypeError:
+        raise HandlerImportError(f"{spec} cannot be called as handler(request, client_address, "
+                                 "server); give a request handler class") from None
+    except ValueError:
+        pass  # no signature to inspect (a builtin): let it be tried
     return obj

@@ -17,7 +17,7 @@ import threading
 import time
 
 from . import limits, logs, policy
-from .errors import BootError
+from .errors import BootError, PreforkError
 from .scoreboard import Scoreboard
 from .signals import SignalInbox
 from .systemd import Notifier
@@ -86,7 +86,7 @@ class Master:
             self._cleanup()
             self.stopped.set()
         if self.failure:
-            raise BootError(self.failure)
+            raise BootError(self.failure.message, self.failure.note)
 
     def _turn(self):
         deadline = self.pool.next_deadline(self._beats())
@@ -148,8 +148,11 @@ class Master:
         if signum == signal.SIGHUP:
             try:
                 self.server.on_reload()
-            except Exception:
-                log.exception("on_reload hook failed: reload abandoned, workers unchanged")
+                self.pool.reconfigure(self.server.prefork_config(), self.board.size)
+            except Exception as e:
+                log.error("reload abandoned, workers unchanged: %s", e,
+                          exc_info=not isinstance(e, PreforkError))
+                self.notifier.send(READY=1, STATUS=f"reload failed: {e}; {self.status()}")
                 return
             started = self.pool.reload_gen is None
             self._apply(self.pool.reload(now))
@@ -247,7 +250,7 @@ class Master:
                     self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
             elif isinstance(act, policy.GiveUp):
                 log.error("%s", act.message)
-                self.failure = act.message
+                self.failure = act
                 self._stop(False, time.monotonic())
             elif isinstance(act, policy.Stopped):
                 self.done = True

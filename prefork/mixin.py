@@ -49,6 +49,9 @@ class PreforkMixIn:
     max_rss = 0
     preload = False
     name = ""
+    # More servers (one per further listening socket) served by the same pool; their
+    # hooks apply to their own sockets.  The `prefork` command fills it from --bind.
+    prefork_servers = ()
 
     _master = None
 

@@ -82,6 +82,7 @@ class ReloadDone:
 @dataclasses.dataclass(frozen=True)
 class GiveUp:
     message: str
+    note: str = ""  # the last failed worker's own one-line account
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Pool:
         self.crashes = 0
         self.respawn_at = 0.0
         self.last_failure = ""
+        self.last_note = ""
         self.reloads = {"ok": 0, "failed": 0}
 
     # -- events ---------------------------------------------------------------------
@@ -160,6 +162,7 @@ class Pool:
             return [Log("info", f"{label} {how}")]
         if not w.was_ready:
             self.last_failure = f"{label} failed to boot: {how}"
+            self.last_note = note
             self._crashed(w, now, young=True)
             return [Log("error", self.last_failure)] + self._boot_failed(w, how)
         if exitcode == 0 and not w.fault:
@@ -177,6 +180,14 @@ class Pool:
             return [Log("info", "reload requested during a reload: it will follow this one")]
         self.reload_gen = max([self.generation] + [w.generation for w in self.workers.values()]) + 1
         return [Log("info", f"reload: starting generation {self.reload_gen}")]
+
+    def reconfigure(self, cfg, slots):
+        """New settings (a reload read them).  The scoreboard was sized at start, so
+        max_workers cannot grow past *slots* until a restart."""
+        if cfg.max_workers > slots:
+            cfg = cfg.replace(max_workers=slots, workers=min(cfg.workers, slots))
+        self.cfg = cfg
+        self.target = cfg.workers
 
     def scale(self, delta):
         target = min(max(self.target + delta, 1), self.cfg.max_workers)
@@ -336,7 +347,7 @@ class Pool:
         self.boot_failures += 1
         if not self.ever_ready and self.boot_failures >= BREAKER and self.stopping is None:
             return [GiveUp(f"workers cannot boot ({self.boot_failures} tries): "
-                           f"{self.last_failure}")]
+                           f"{self.last_failure}", self.last_note)]
         return []
 
     def _end_reload(self, ok, message):

@@ -10,7 +10,34 @@ import os
 import socket
 import time
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "listen_fds", "LISTEN_FDS_START"]
+
+LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at this descriptor
+
+
+def listen_fds(environ=None, pid=None):
+    """The sockets systemd passed to this process, as [(name, socket)], oldest first.
+
+    Only when LISTEN_PID names this process (the variables are inherited by
+    children that must not take them).  Family and type come from each descriptor
+    itself.  The variables are removed, so no child sees them.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("LISTEN_PID", "") != str(os.getpid() if pid is None else pid):
+        return []
+    try:
+        count = int(env.get("LISTEN_FDS", "0"))
+    except ValueError:
+        return []
+    names = env.get("LISTEN_FDNAMES", "").split(":")
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(key, None)
+    found = []
+    for i in range(count):
+        fd = LISTEN_FDS_START + i
+        name = names[i] if i < len(names) and names[i] else f"fd{fd}"
+        found.append((name, socket.socket(fileno=fd)))
+    return found
 
 
 class Notifier:

@@ -24,7 +24,7 @@ import traceback
 
 from . import logs
 from . import scoreboard as sb
-from .loader import import_object, is_spec
+from .loader import check_handler, import_object, is_spec
 from .policy import EXIT_BOOT_FAILED, STACK_SIGNAL
 from .scoreboard import BUSY, IDLE
 from .signals import SignalInbox
@@ -97,15 +97,16 @@ def _live(server, plan):
     slot.set_pid(os.getpid())
     if not _boot(server, plan):
         return EXIT_BOOT_FAILED
-    listeners = [server.socket]
+    # The server, and any more servers (sockets) it shares its pool with.
+    servers = [server, *getattr(server, "prefork_servers", ())]
+    by_fd = {srv.socket.fileno(): srv for srv in servers}
     ep = select.epoll()
     try:
-        for sock in listeners:
-            sock.setblocking(False)  # a woken worker that loses the race gets EAGAIN
-            ep.register(sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        for fd, srv in by_fd.items():
+            srv.socket.setblocking(False)  # a woken worker that loses the race gets EAGAIN
+            ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         ep.register(plan.control.fileno(), select.EPOLLIN)
         ep.register(inbox.fileno(), select.EPOLLIN)
-        listening = {sock.fileno() for sock in listeners}
         slot.set_state(sb.IDLE)
         plan.control.send(b"R")
         served = 0
@@ -113,10 +114,11 @@ def _live(server, plan):
         control_fd, inbox_fd = plan.control.fileno(), inbox.fileno()
         while True:
             events = ep.poll(timeout)
-            leaving = take = False
+            leaving = False
+            take = []
             for fd, _ in events:
-                if fd in listening:
-                    take = True
+                if fd in by_fd:
+                    take.append(by_fd[fd])
                 elif fd == control_fd:
                     leaving = leaving or _told_to_go(plan.control)
                 elif fd == inbox_fd:
@@ -126,14 +128,14 @@ def _live(server, plan):
                     leaving = leaving or signal.SIGTERM in received
             if not events:
                 slot.beat()  # idle: show the master this worker is alive
-            # A wake-up for the listener is this worker's alone (EPOLLEXCLUSIVE): it
+                take = servers  # and try each socket, as a safety net (below)
+            # A wake-up for a listener is this worker's alone (EPOLLEXCLUSIVE): it
             # takes the connection even when it is leaving, or nobody may be woken
-            # for it.  An idle turn with no event tries too, as a safety net.
-            if take or not events:
-                # Greedy: while connections wait, keep taking them before sleeping
-                # again; a hot worker serves the burst instead of waking cold ones.
+            # for it.  Greedy: while connections wait, it keeps taking them before
+            # sleeping again, so a hot worker serves a burst instead of waking cold ones.
+            for srv in take:
                 burst = 0
-                while burst < GREEDY_BURST and _serve_one(server, slot):
+                while burst < GREEDY_BURST and _serve_one(srv, slot):
                     served += 1
                     burst += 1
                     if inbox.pending() or (plan.max_requests and served >= plan.max_requests):
@@ -182,7 +184,10 @@ def _boot(server, plan):
     try:
         handler = server.RequestHandlerClass
         if is_spec(handler):
-            server.RequestHandlerClass = import_object(handler)
+            resolved = check_handler(import_object(handler), handler)
+            for srv in (server, *getattr(server, "prefork_servers", ())):
+                if srv.RequestHandlerClass == handler:
+                    srv.RequestHandlerClass = resolved
         _call_hook(server, "post_fork", plan.info, raise_errors=True)
         return True
     except Exception as e:

@@ -55,7 +55,9 @@ def title(proc):
 
 class Running:
     def __init__(self, sockdir, handler="apps:Probe", server="tcp", settings=(),
-                 pythonpath=(), ready=True):
+                 pythonpath=(), ready=True, cli=None, env=None):
+        """Run serve.py with *server*, *handler* and *settings*; or, given *cli* (a
+        list of arguments), the `prefork serve` command with ``--bind fd://N``."""
         self.sockdir = sockdir
         self.kind = server if server in ("udp", "unix", "unixgram") else "tcp"
         self.listener = self._listen()
@@ -66,11 +68,14 @@ class Running:
         self.messages = []
         self.errlog = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONPATH=os.pathsep.join([*pythonpath, HERE, ROOT]))
+                   PYTHONPATH=os.pathsep.join([*pythonpath, HERE, ROOT]), **(env or {}))
         fd = self.listener.fileno()
+        if cli is None:
+            argv = [os.path.join(HERE, "serve.py"), server, str(fd), handler, *settings]
+        else:
+            argv = ["-m", "prefork", "serve", "--bind", f"fd://{fd}", *cli]
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "serve.py"), server, str(fd), handler,
-             *settings],
+            [sys.executable, *argv],
             pass_fds=[fd], stdin=subprocess.PIPE, stdout=self.errlog, stderr=self.errlog,
             env=env, cwd=sockdir, start_new_session=True)
         self.pid = self.proc.pid

@@ -1,0 +1,344 @@
+"""The ``prefork`` command: serve, check, and talk to a running master.
+
+Bad input ends in one line, ``prefork: error: ...``, naming what was wrong and
+what would be right, with exit status 2 for usage and configuration and 1 for
+failures at run time; ``--debug`` adds the traceback.  Library code raises typed
+errors (prefork.errors); only this module turns them into messages and statuses.
+"""
+
+import argparse
+import difflib
+import logging
+import os
+import signal
+import socket
+import sys
+import traceback
+
+from . import config as config_mod
+from . import daemon as daemon_mod
+from . import logs, sockets, systemd
+from .errors import BootError, ConfigError, HandlerImportError, PreforkError
+from .loader import check_handler, check_spec, import_object
+from .mixin import PreforkMixIn, PreforkTCPServer, PreforkUDPServer
+
+log = logging.getLogger("prefork")
+
+EXIT_USAGE, EXIT_RUNTIME = 2, 1
+DEFAULT_BIND = "127.0.0.1:8000"
+KNOWN_FLAGS = ["--" + o.name.replace("_", "-") for o in config_mod.OPTIONS] + [
+    "--config", "--server", "--control", "--pidfile", "--json", "--fast", "--help"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        see = f"prefork {self.prog.split()[-1]} --help" if " " in self.prog else "prefork --help"
+        if message.startswith("unrecognized arguments: "):
+            words = message.split(": ", 1)[1].split()
+            unknown = next((w for w in words if w.startswith("-")), words[0])
+            message = f"unknown option {unknown}" if unknown.startswith("-") else \
+                f"unexpected argument {unknown!r}"
+            close = difflib.get_close_matches(unknown.split("=")[0], KNOWN_FLAGS, n=1)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+        raise ConfigError(f"{message}; see {see}")
+
+
+def build_parser():
+    top = _Parser(prog="prefork", description="A pre-fork server daemon for Python "
+                  "request handlers, built on a drop-in socketserver.")
+    top.add_argument("--version", action="version", version="prefork 0.1.0")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, text in (("serve", "serve MODULE:HANDLER with a pre-forked pool of workers"),
+                       ("check", "check the configuration and import the handler, then exit")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("handler", metavar="MODULE:HANDLER",
+                       help="a request handler class, e.g. myapp.handlers:EchoHandler")
+        p.add_argument("--config", metavar="FILE.toml",
+                       help="read settings from a TOML file (also PREFORK_CONFIG); "
+                       "SIGHUP re-reads it")
+        p.add_argument("--server", metavar="MODULE:CLASS",
+                       help="a server class to pre-fork instead of the default "
+                       "(e.g. http.server:HTTPServer)")
+        for o in config_mod.OPTIONS:
+            flag = "--" + o.name.replace("_", "-")
+            kw = {"dest": o.name, "default": argparse.SUPPRESS, "help": o.help}
+            if o.kind == "bool":
+                p.add_argument(flag, action="store_true", **kw)
+            elif o.kind == "binds":
+                p.add_argument(flag, action="append", metavar="ADDR", **kw)
+            else:
+                p.add_argument(flag, metavar=o.kind.upper(), **kw)
+    for name, text in (("status", "show the workers of a running master"),
+                       ("reload", "reload a running master (as SIGHUP)"),
+                       ("stop", "stop a running master: gracefully, or at once with --fast"),
+                       ("scale", "set the number of workers of a running master")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--control", metavar="PATH", help="the master's control socket")
+        p.add_argument("--pidfile", metavar="PATH", help="the master's pidfile")
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="print JSON for machines")
+        if name == "stop":
+            p.add_argument("--fast", action="store_true", help="do not wait for requests")
+        if name == "scale":
+            p.add_argument("workers", type=int, metavar="N", help="the number of workers")
+    return top
+
+
+def cli_values(args):
+    """The options given on the command line, typed."""
+    values = {}
+    for o in config_mod.OPTIONS:
+        if o.name not in vars(args):
+            continue
+        raw = getattr(args, o.name)
+        flag = "--" + o.name.replace("_", "-")
+        if o.kind == "bool":
+            values[o.name] = bool(raw)
+        elif o.kind == "binds":
+            values[o.name] = tuple(raw)
+        else:
+            values[o.name] = config_mod.parse_value(o, raw, flag)
+    return values
+
+
+def main(argv=None):
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        return _fail(e, EXIT_USAGE, args)
+    except BootError as e:
+        if e.note.startswith(HandlerImportError.__name__ + ": "):
+            return _fail(e.note.split(": ", 1)[1] + "; check MODULE:HANDLER and that the "
+                         "module imports from the current directory", EXIT_USAGE, args, e)
+        return _fail(e, EXIT_RUNTIME, args)
+    except HandlerImportError as e:
+        return _fail(e, EXIT_USAGE, args)
+    except PreforkError as e:
+        return _fail(e, EXIT_RUNTIME, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message, status, args, exc=None):
+    if args is not None and getattr(args, "debug", False):
+        traceback.print_exc()
+    print(f"prefork: error: {message}", file=sys.stderr)
+    return status
+
+
+# -- serve and check ------------------------------------------------------------------
+
+def load_config(args):
+    return config_mod.load(cli_values(args), args.config)
+
+
+def server_class(spec, sock_type):
+    """The class to wrap each socket in: --server's (made pre-forking), or a default."""
+    if not spec:
+        return PreforkUDPServer if sock_type == socket.SOCK_DGRAM else PreforkTCPServer
+    cls = import_object(spec, "server")
+    if not isinstance(cls, type) or not hasattr(cls, "serve_forever"):
+        raise HandlerImportError(f"--server {spec} is not a server class (one with "
+                                 "serve_forever(), e.g. http.server:HTTPServer)")
+    if issubclass(cls, PreforkMixIn):
+        return cls
+    return type(f"Prefork{cls.__name__}", (PreforkMixIn, cls), {"__module__": __name__})
+
+
+class _BoundSocket(socket.socket):
+    """An already-bound socket whose bind() does nothing, so a server class's own
+    server_bind() (http.server's sets server_name) runs unchanged over it."""
+
+    def bind(self, address):
+        pass
+
+
+def wrap(cls, listener, handler, cfg):
+    """A server of *cls* over *listener*'s socket, configured from *cfg*."""
+    server = cls(listener.sock.getsockname(), handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = _BoundSocket(fileno=listener.sock.detach())
+    listener.sock = server.socket
+    server.server_bind()
+    for name in config_mod.POOL_SETTINGS:
+        setattr(server, name, getattr(cfg, name))
+    return server
+
+
+def open_listeners(cfg):
+    """The sockets to serve: --bind's, else systemd's, else the default address."""
+    if cfg.bind:
+        binds = [sockets.parse_bind(b) for b in cfg.bind]  # all parsed before any is bound
+        listeners = []
+        try:
+            for b in binds:
+                listeners.append(sockets.open_listener(b, cfg.backlog, cfg.socket_mode,
+                                                       cfg.socket_group))
+        except BaseException:
+            sockets.close_listeners(listeners, final=True)
+            raise
+        return listeners
+    inherited = systemd.listen_fds()
+    if inherited:
+        return [sockets.Listener(f"systemd:{name}", sock, inherited=True)
+                for name, sock in inherited]
+    return [sockets.open_listener(sockets.parse_bind(DEFAULT_BIND), cfg.backlog)]
+
+
+def cmd_check(args):
+    cfg = load_config(args)
+    for b in cfg.bind:
+        sockets.parse_bind(b)
+    if args.server:
+        server_class(args.server, socket.SOCK_STREAM)
+    _import_in_child(args.handler)
+    binds = ", ".join(cfg.bind) or "systemd's sockets, else " + DEFAULT_BIND
+    print(f"ok: {args.handler} imports; {cfg.workers} workers (max {cfg.max_workers}); "
+          f"bind {binds}")
+    return 0
+
+
+def _import_in_child(spec):
+    """Import the handler in a child process, as a worker would, and report why not."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        status = 0
+        try:
+            check_handler(import_object(spec), spec)
+        except BaseException as e:
+            os.write(write_end, str(e).encode()[:4000] or type(e).__name__.encode())
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as r:
+        reason = r.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise HandlerImportError(reason + "; check MODULE:HANDLER and that the module "
+                                 "imports from the current directory")
+
+
+class _Service:
+    """What `prefork serve` owns besides the pool: sockets, pidfile, config on HUP."""
+
+    def __init__(self, args):
+        self.args = args
+        self.cfg = load_config(args)
+        self.listeners = []
+        self.pidfile = None
+
+    def reread(self, server):
+        """on_reload: read the configuration again; an invalid one abandons the reload."""
+        new = load_config(self.args)
+        if new.bind != self.cfg.bind:
+            log.warning("reload: a changed bind takes effect at the next restart")
+        self.cfg = new
+        for srv in (server, *server.prefork_servers):
+            for name in config_mod.POOL_SETTINGS:
+                setattr(srv, name, getattr(new, name))
+
+    def run(self):
+        cfg, args = self.cfg, self.args
+        if cfg.daemon and daemon_mod.under_systemd():
+            raise ConfigError("--daemon under systemd: systemd runs the service in the "
+                              "background itself; drop --daemon (Type=notify)")
+        check_spec(args.handler)
+        if cfg.preload:
+            args.handler = check_handler(import_object(args.handler), args.handler)
+        else:
+            # Workers import the handler after fork; a path that cannot import is bad
+            # input, so it is found here first, in a child, with one clear line.
+            _import_in_child(args.handler)
+        stream = self._logging()
+        if cfg.umask is not None:
+            os.umask(cfg.umask)
+        try:
+            self.listeners = open_listeners(cfg)
+            if cfg.pidfile:
+                self.pidfile = daemon_mod.PidFile(cfg.pidfile)
+            servers = []
+            for listener in self.listeners:
+                cls = server_class(args.server, listener.sock.type)
+                servers.append(wrap(cls, listener, args.handler, cfg))
+            main_server = servers[0]
+            main_server.prefork_servers = tuple(servers[1:])
+            main_server.on_reload = lambda: self.reread(main_server)
+            daemon_mod.drop_privileges(cfg.user, cfg.group)
+            if cfg.daemon:
+                keep = [lst.sock.fileno() for lst in self.listeners]
+                if self.pidfile:
+                    keep.append(self.pidfile.fd)
+                daemon_mod.daemonize(keep, cfg.umask, stream)
+                if self.pidfile:
+                    self.pidfile.write()
+            for lst in self.listeners:
+                log.info("listening on %s", lst.spec)
+            main_server.serve_forever()
+        finally:
+            sockets.close_listeners(self.listeners, final=True)
+            if self.pidfile:
+                self.pidfile.release()
+        return 0
+
+    def _logging(self):
+        try:
+            return logs.setup(self.cfg.log_level, self.cfg.error_log, daemon_mod.under_systemd())
+        except OSError as e:
+            raise ConfigError(f"--error-log {self.cfg.error_log}: cannot open it: "
+                              f"{e.strerror}") from None
+
+
+def cmd_serve(args):
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # the current directory is importable, as users expect
+    return _Service(args).run()
+
+
+# -- talking to a running master --------------------------------------------------------
+
+def _master_pid(args):
+    if not args.pidfile:
+        raise ConfigError("say which master: --pidfile PATH (or --control PATH)")
+    pid = daemon_mod.read_pid(args.pidfile)
+    if not pid:
+        raise PreforkError(f"--pidfile {args.pidfile} names no running master")
+    return pid
+
+
+def _signal_master(args, signum):
+    pid = _master_pid(args)
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        raise PreforkError(f"no master with pid {pid} (from {args.pidfile}) is running; "
+                           "remove the stale pidfile") from None
+    return 0
+
+
+def cmd_reload(args):
+    return _signal_master(args, signal.SIGHUP)
+
+
+def cmd_stop(args):
+    return _signal_master(args, signal.SIGINT if args.fast else signal.SIGTERM)
+
+
+def cmd_status(args):
+    raise PreforkError("status needs the master's control socket, which this version "
+                       "does not offer yet; use `ps -o pid,args --ppid PID` meanwhile")
+
+
+def cmd_scale(args):
+    raise PreforkError("scale needs the master's control socket, which this version does "
+                       "not offer yet; send SIGTTIN / SIGTTOU to the master meanwhile")
+
+
+COMMANDS = {"serve": cmd_serve, "check": cmd_check, "status": cmd_status,
+            "reload": cmd_reload, "stop": cmd_stop, "scale": cmd_scale}

@@ -1,0 +1,133 @@
+"""Running as a classic daemon: a locked pidfile, dropping privileges, detaching.
+
+The pidfile is locked (flock) for the master's whole life, so "is a master
+running?" is answered by the lock, not by guessing from a pid that may have been
+reused: a pidfile nobody holds is stale and is taken over; a held one is refused.
+"""
+
+import errno
+import fcntl
+import grp
+import os
+import pwd
+
+from .errors import ConfigError, PidfileError
+
+__all__ = ["PidFile", "read_pid", "drop_privileges", "daemonize", "under_systemd"]
+
+
+def under_systemd(environ=None):
+    env = os.environ if environ is None else environ
+    return bool(env.get("INVOCATION_ID") or env.get("NOTIFY_SOCKET") or env.get("LISTEN_PID"))
+
+
+class PidFile:
+    """Holds *path* locked with this process's pid in it, until release()."""
+
+    def __init__(self, path):
+        self.path = path
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise PidfileError(f"--pidfile {path}: cannot open it: {e.strerror}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self.fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                held = read_pid(path)
+                raise PidfileError(f"--pidfile {path} is held by a live master (pid {held}); "
+                                   "stop it first, or use another pidfile") from None
+            raise PidfileError(f"--pidfile {path}: cannot lock it: {e.strerror}") from None
+        self.write()
+
+    def write(self, pid=None):
+        """(Re)write the pid, after a fork into the background for instance."""
+        data = f"{pid or os.getpid()}\n".encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def release(self, remove=True):
+        if self.fd < 0:
+            return
+        if remove:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+        os.close(self.fd)
+        self.fd = -1
+
+
+def read_pid(path):
+    """The pid in a pidfile, or 0 when it holds none."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0
+
+
+def drop_privileges(user, group):
+    """Switch to *group* and *user* (names or numbers); the order matters: group first."""
+    if not user and not group:
+        return
+    try:
+        uid = _uid(user) if user else None
+        gid = _gid(group) if group else (pwd.getpwuid(uid).pw_gid if uid is not None else None)
+    except KeyError as e:
+        raise ConfigError(f"no such {e.args[0]}") from None
+    try:
+        if gid is not None:
+            os.setgroups([gid] if uid is None else os.getgrouplist(pwd.getpwuid(uid).pw_name,
+                                                                    gid))
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+    except PermissionError:
+        raise ConfigError(f"cannot switch to user {user or '-'} / group {group or '-'}: "
+                          "only root can; drop --user/--group or start as root") from None
+
+
+def _uid(name):
+    if name.isdigit():
+        return int(name)
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise KeyError(f"user {name!r}") from None
+
+
+def _gid(name):
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise KeyError(f"group {name!r}") from None
+
+
+def daemonize(keep_fds, umask=None, log_stream=None):
+    """Detach into the background with python-daemon, keeping *keep_fds* open.
+
+    python-daemon's defaults are not ours: its signal map ignores TTIN/TTOU (our
+    scale signals) and makes TERM exit at once, and it closes every descriptor not
+    listed.  So the map is empty (the master installs its own handlers right
+    after), the sockets are listed, and the working directory and umask stay.
+    """
+    import daemon  # python-daemon
+
+    current = os.umask(0)
+    os.umask(current)
+    ctx = daemon.DaemonContext(
+        detach_process=True,
+        working_directory=os.getcwd(),
+        umask=current if umask is None else umask,
+        files_preserve=list(keep_fds),
+        signal_map={},
+        stdout=log_stream, stderr=log_stream,
+        prevent_core=False,
+    )
+    ctx.open()
+    return ctx

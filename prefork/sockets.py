@@ -1,0 +1,196 @@
+"""Listening sockets: parse ``--bind`` addresses, bind them, and take systemd's.
+
+A Unix socket the master creates gets its mode and group from the first instant
+(it is bound under a umask that leaves nothing wider than the mode), replaces an
+old socket file only when nothing answers on it, and is unlinked only at the
+master's final stop.  A socket inherited (``fd://N``, systemd) is never unlinked.
+"""
+
+import dataclasses
+import errno
+import grp
+import os
+import re
+import socket
+
+from .errors import BindError, ConfigError
+
+__all__ = ["Bind", "Listener", "parse_bind", "open_listener", "close_listeners"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Bind:
+    spec: str
+    family: int
+    type: int
+    address: object  # (host, port), a path, "\0name", or an fd number for fd://
+
+
+@dataclasses.dataclass
+class Listener:
+    spec: str
+    sock: socket.socket
+    path: str = ""       # a Unix socket file this master created and will unlink
+    inherited: bool = False
+
+
+_HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)")
+
+
+def parse_bind(spec):
+    """A --bind address -> Bind; ConfigError naming the accepted forms when malformed."""
+    kind, address = socket.SOCK_STREAM, spec
+    if spec.startswith("fd://"):
+        if not spec[5:].isdigit():
+            raise _malformed(spec)
+        return Bind(spec, 0, 0, int(spec[5:]))
+    for prefix, family, kind_ in (("unix:", socket.AF_UNIX, socket.SOCK_STREAM),
+                                  ("unixgram:", socket.AF_UNIX, socket.SOCK_DGRAM)):
+        if spec.startswith(prefix):
+            path = spec[len(prefix):]
+            if not path or path == "@":
+                raise _malformed(spec)
+            return Bind(spec, family, kind_, "\0" + path[1:] if path.startswith("@") else path)
+    if spec.startswith("udp://"):
+        kind, address = socket.SOCK_DGRAM, spec[len("udp://"):]
+    elif spec.startswith("tcp://"):
+        address = spec[len("tcp://"):]
+    m = _HOST_PORT.fullmatch(address)
+    if not m or not 0 <= int(m["port"]) <= 65535:
+        raise _malformed(spec)
+    if m["v6"] is not None:
+        return Bind(spec, socket.AF_INET6, kind, (m["v6"], int(m["port"])))
+    return Bind(spec, socket.AF_INET, kind, (m["host"] or "0.0.0.0", int(m["port"])))
+
+
+def _malformed(spec):
+    return ConfigError(f"--bind {spec!r} is not an address; use HOST:PORT, [::1]:PORT, "
+                       "unix:PATH, unix:@NAME, udp://HOST:PORT, unixgram:PATH or fd://N")
+
+
+def open_listener(bind, backlog=2048, socket_mode=0o660, socket_group=""):
+    """Bind and listen as *bind* says; BindError says what went wrong and what to do."""
+    if isinstance(bind.address, int):
+        return _inherit(bind)
+    sock = socket.socket(bind.family, bind.type)
+    try:
+        if bind.family == socket.AF_UNIX:
+            path = _bind_unix(sock, bind, socket_mode, socket_group)
+        else:
+            _bind_inet(sock, bind)
+            path = ""
+        if bind.type == socket.SOCK_STREAM:
+            sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return Listener(bind.spec, sock, path)
+
+
+def _inherit(bind):
+    try:
+        sock = socket.socket(fileno=bind.address)
+    except OSError as e:
+        raise BindError(f"--bind {bind.spec}: descriptor {bind.address} is not an open "
+                        f"socket ({e.strerror}); pass a listening socket's fd") from None
+    return Listener(bind.spec, sock, inherited=True)
+
+
+def _bind_inet(sock, bind):
+    host, port = bind.address
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if bind.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        sock.bind(bind.address)
+    except socket.gaierror as e:
+        raise BindError(f"--bind {bind.spec}: unknown host {host!r} ({e.strerror})") from None
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise BindError(f"--bind {bind.spec}: the address is in use by another process; "
+                            "stop it or choose another --bind") from None
+        if e.errno == errno.EACCES and port < 1024:
+            raise BindError(f"--bind {bind.spec}: port {port} needs privilege (root or "
+                            "CAP_NET_BIND_SERVICE); use a port above 1023, or let systemd "
+                            "pass the socket") from None
+        if e.errno == errno.EADDRNOTAVAIL:
+            raise BindError(f"--bind {bind.spec}: {host} is not an address of this "
+                            "machine") from None
+        raise BindError(f"--bind {bind.spec}: {e.strerror}") from None
+
+
+def _bind_unix(sock, bind, mode, group):
+    path = bind.address
+    if path.startswith("\0"):  # abstract: no file, no mode
+        _bind_or_explain(sock, bind)
+        return ""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise BindError(f"--bind {bind.spec}: directory {directory} does not exist; "
+                        "create it (systemd: RuntimeDirectory=) or choose another path")
+    gid = _group_id(group) if group else -1
+    if os.path.lexists(path):
+        _replace_stale(path, bind)
+    old_umask = os.umask(0o777 & ~mode)  # the socket file is born with at most *mode*
+    try:
+        _bind_or_explain(sock, bind)
+    finally:
+        os.umask(old_umask)
+    try:
+        if gid != -1:
+            os.chown(path, -1, gid)
+        os.chmod(path, mode)
+    except OSError as e:
+        os.unlink(path)
+        raise BindError(f"--bind {bind.spec}: cannot give the socket group {group!r} and "
+                        f"mode {mode:04o}: {e.strerror}") from None
+    return path
+
+
+def _bind_or_explain(sock, bind):
+    try:
+        sock.bind(bind.address)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise BindError(f"--bind {bind.spec}: the name is in use by a live "
+                            "server") from None
+        raise BindError(f"--bind {bind.spec}: {e.strerror}") from None
+
+
+def _replace_stale(path, bind):
+    import stat
+    if not stat.S_ISSOCK(os.lstat(path).st_mode):
+        raise BindError(f"--bind {bind.spec}: {path} exists and is not a socket; "
+                        "remove it or choose another path")
+    probe = socket.socket(socket.AF_UNIX, bind.type)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        os.unlink(path)  # a socket file with nobody behind it: left by a dead server
+        return
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    raise BindError(f"--bind {bind.spec}: {path} is held by a live server; stop it "
+                    "first or choose another path")
+
+
+def _group_id(name):
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        if name.isdigit():
+            return int(name)
+        raise ConfigError(f"--socket-group {name!r}: no such group") from None
+
+
+def close_listeners(listeners, final):
+    """Close every socket; at the *final* stop, unlink the socket files this master made."""
+    for listener in listeners:
+        listener.sock.close()
+        if final and listener.path and not listener.inherited:
+            try:
+                os.unlink(listener.path)
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,230 @@
+"""The `prefork` command as a user runs it: settings from every source, the notify
+sequence, and every kind of bad input ending in one line and the right status."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from ..prefork.harness import HERE as APPS_DIR
+from ..prefork.harness import ROOT, Running, wait_for
+
+TIMEOUT = 30
+
+
+def prefork(*args, cwd, env=None, pass_fds=(), others_running=False):
+    """Run `python -m prefork ARGS` to its end; returns (status, stdout, stderr).
+
+    Checks that no prefork process appeared meanwhile, unless *others_running*
+    (a master the test runs may fork workers at the same time)."""
+    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([APPS_DIR, ROOT]))
+    for key in [k for k in full_env if k.startswith(("PREFORK_", "NOTIFY_", "LISTEN_"))
+                or k == "INVOCATION_ID"]:
+        del full_env[key]
+    full_env.update(env or {})
+    before = {p.pid for p in psutil.process_iter()}
+    proc = subprocess.run([sys.executable, "-m", "prefork", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=TIMEOUT, pass_fds=pass_fds)
+    # Nothing the command started may outlive it.
+    left = [] if others_running else [
+        p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
+        and "prefork:" in " ".join(p.info["cmdline"] or [])]
+    assert not left, f"processes left behind: {left}"
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def one_error_line(stderr):
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("prefork: error: ")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return errors[0][len("prefork: error: "):]
+
+
+@pytest.fixture
+def appdir(tmp_path):
+    (tmp_path / "app.py").write_text(
+        "from apps import Probe as Handler\nVALUE = 42\n"
+        "raise_at_import = False\n")
+    (tmp_path / "broken.py").write_text("raise RuntimeError('no database configured')\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("args,env,status,message", [
+    (["serve", "--wrokers", "3", "app:Handler"], {}, 2,
+     "unknown option --wrokers (did you mean --workers?)"),
+    (["serve", "--workers", "many", "app:Handler"], {}, 2,
+     "--workers: expected a whole number, got 'many'"),
+    (["serve", "--workers", "0", "app:Handler"], {}, 2, "workers: expected a whole number >= 1"),
+    (["serve", "--timeout", "-3", "app:Handler"], {}, 2,
+     "timeout: expected a number of seconds >= 0"),
+    (["serve", "--workers", "5", "--max-workers", "2", "app:Handler"], {}, 2,
+     "workers (5) must not exceed max_workers (2)"),
+    (["serve", "--max-rss", "lots", "app:Handler"], {}, 2,
+     "--max-rss: expected a size such as 512M or 1G"),
+    (["serve", "--bind", "localhost", "app:Handler"], {}, 2,
+     "--bind 'localhost' is not an address; use HOST:PORT"),
+    (["serve", "app"], {}, 2, "handler 'app' is not of the form MODULE:NAME"),
+    (["serve", "app:Handler"], {"PREFORK_WORKERS": "two"}, 2,
+     "PREFORK_WORKERS: expected a whole number, got 'two'"),
+    (["serve", "app:Handler"], {"PREFORK_WROKERS": "2"}, 2,
+     "unknown environment variable PREFORK_WROKERS (did you mean PREFORK_WORKERS?)"),
+    (["serve", "--config", "missing.toml", "app:Handler"], {}, 2,
+     "config file missing.toml does not exist"),
+    (["serve", "--daemon", "app:Handler"], {"INVOCATION_ID": "x"}, 2,
+     "--daemon under systemd"),
+    (["check", "nosuchmodule:Handler"], {}, 2, "cannot import handler module 'nosuchmodule'"),
+    (["check", "app:Nothing"], {}, 2, "module 'app' has no attribute 'Nothing'"),
+    (["check", "app:VALUE"], {}, 2, "app:VALUE is int 42, not a request handler class"),
+    (["check", "broken:Handler"], {}, 2, "RuntimeError: no database configured"),
+    (["check", "--server", "app:VALUE", "app:Handler"], {}, 2, "is not a server class"),
+    (["stop"], {}, 2, "say which master: --pidfile PATH"),
+    (["bogus"], {}, 2, "invalid choice: 'bogus'"),
+])
+def test_bad_input_is_one_line_and_a_status(appdir, args, env, status, message):
+    code, _, stderr = prefork(*args, cwd=appdir, env=env)
+    assert code == status
+    assert message in one_error_line(stderr)
+
+
+def test_a_config_file_with_an_unknown_key_or_a_bad_value(appdir):
+    (appdir / "typo.toml").write_text("wrokers = 3\n")
+    code, _, err = prefork("check", "--config", "typo.toml", "app:Handler", cwd=appdir)
+    assert code == 2
+    assert "unknown key 'wrokers' in typo.toml (did you mean workers?)" in one_error_line(err)
+    (appdir / "bad.toml").write_text("workers = 'three'\n")
+    code, _, err = prefork("check", "--config", "bad.toml", "app:Handler", cwd=appdir)
+    assert code == 2
+    assert "key 'workers' in bad.toml: expected a whole number >= 1" in one_error_line(err)
+    (appdir / "garbled.toml").write_text("workers = \n")
+    code, _, err = prefork("check", "--config", "garbled.toml", "app:Handler", cwd=appdir)
+    assert code == 2 and "is not valid TOML" in one_error_line(err)
+
+
+def test_a_handler_that_cannot_import_when_serving(appdir, sockdir):
+    path = os.path.join(sockdir, "s.sock")
+    code, _, err = prefork("serve", "--bind", f"unix:{path}", "broken:Handler", cwd=appdir)
+    assert code == 2
+    line = one_error_line(err)
+    assert "cannot import handler module 'broken'" in line and "no database" in line
+    assert not os.path.exists(path)  # the master's own socket file is gone
+
+
+def test_check_accepts_a_good_setup(appdir):
+    code, out, err = prefork("check", "--workers", "3", "--bind", "127.0.0.1:0",
+                             "app:Handler", cwd=appdir)
+    assert (code, err) == (0, "")
+    assert "ok: app:Handler imports; 3 workers (max 6); bind 127.0.0.1:0" in out
+
+
+def test_a_port_in_use(appdir):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        code, _, err = prefork("serve", "--bind", f"127.0.0.1:{port}", "app:Handler", cwd=appdir)
+    assert code == 1
+    assert f"--bind 127.0.0.1:{port}: the address is in use by another process" in \
+        one_error_line(err)
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv (util-linux)")
+def test_a_privileged_port_without_privilege(appdir):
+    # The command runs without CAP_NET_BIND_SERVICE (root or not, it cannot bind < 1024).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([APPS_DIR, ROOT]))
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        if int(f.read()) <= 81:
+            pytest.skip("this machine lets anyone bind port 81")
+    proc = subprocess.run(["setpriv", "--bounding-set=-net_bind_service", sys.executable, "-m",
+                           "prefork", "serve", "--bind", "127.0.0.1:81", "app:Handler"],
+                          cwd=appdir, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1
+    assert "port 81 needs privilege (root or CAP_NET_BIND_SERVICE)" in one_error_line(proc.stderr)
+
+
+def test_a_missing_socket_directory(appdir, sockdir):
+    code, _, err = prefork("serve", "--bind", f"unix:{sockdir}/no/such/dir/s.sock",
+                           "app:Handler", cwd=appdir)
+    assert code == 1
+    assert f"directory {sockdir}/no/such/dir does not exist" in one_error_line(err)
+
+
+def test_a_unix_socket_held_by_a_live_server_and_a_stale_one(appdir, sockdir):
+    path = os.path.join(sockdir, "live.sock")
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(path)
+    live.listen()
+    try:
+        code, _, err = prefork("serve", "--bind", f"unix:{path}", "app:Handler", cwd=appdir)
+        assert code == 1
+        assert f"{path} is held by a live server" in one_error_line(err)
+        assert os.path.exists(path)  # not touched
+    finally:
+        live.close()
+    # Now nothing answers on it: `check` does not bind, so take it over with serve,
+    # and stop at once through a bad pidfile directory (after the bind).
+    code, _, err = prefork("serve", "--bind", f"unix:{path}", "--pidfile",
+                           f"{sockdir}/no/dir/x.pid", "app:Handler", cwd=appdir)
+    assert code == 1 and "--pidfile" in one_error_line(err)
+    assert not os.path.exists(path)  # the stale file was replaced, then removed at exit
+
+
+def test_a_pidfile_held_by_a_live_master(appdir, sockdir):
+    pidfile = os.path.join(sockdir, "m.pid")
+    with Running(sockdir, cli=["--pidfile", pidfile, "app:Handler"],
+                 pythonpath=[str(appdir)]) as m:
+        assert int(open(pidfile).read()) == m.pid
+        code, _, err = prefork("serve", "--bind", "127.0.0.1:0", "--pidfile", pidfile,
+                               "app:Handler", cwd=appdir, others_running=True)
+        assert code == 1
+        assert f"--pidfile {pidfile} is held by a live master (pid {m.pid})" in \
+            one_error_line(err)
+        # `prefork reload` and `stop` find the master through the pidfile.
+        assert prefork("reload", "--pidfile", pidfile, cwd=appdir, others_running=True)[0] == 0
+        m.expect("RELOADING=1")
+        m.expect("READY=1")
+        assert prefork("stop", "--pidfile", pidfile, cwd=appdir, others_running=True)[0] == 0
+        assert m.wait_exit() == 0
+    assert not os.path.exists(pidfile)
+
+
+def test_settings_precedence_cli_over_env_over_file(appdir, sockdir):
+    (appdir / "prefork.toml").write_text("workers = 3\nmax-workers = 6\nname = 'fromfile'\n")
+    cfg = ["--config", str(appdir / "prefork.toml")]
+    with Running(sockdir, cli=[*cfg, "app:Handler"], pythonpath=[str(appdir)]) as m:
+        assert len(m.workers()) == 3
+        assert all(t.endswith("[fromfile]") for t in m.workers().values())
+    with Running(sockdir, cli=[*cfg, "app:Handler"], pythonpath=[str(appdir)],
+                 env={"PREFORK_WORKERS": "2"}) as m:
+        assert len(m.workers()) == 2
+    with Running(sockdir, cli=[*cfg, "--workers", "1", "app:Handler"], pythonpath=[str(appdir)],
+                 env={"PREFORK_WORKERS": "2"}) as m:
+        assert len(m.workers()) == 1
+
+
+def test_hup_rereads_the_file_and_a_bad_file_keeps_the_old_settings(appdir, sockdir):
+    conf = appdir / "prefork.toml"
+    conf.write_text("workers = 1\nmax_workers = 4\n")
+    with Running(sockdir, cli=["--config", str(conf), "app:Handler"],
+                 pythonpath=[str(appdir)]) as m:
+        assert m.messages[-1].startswith("READY=1")
+        conf.write_text("workers = 3\nmax_workers = 4\n")
+        m.signal(signal.SIGHUP)
+        m.expect("RELOADING=1")
+        assert "3 workers ready" in m.expect("READY=1")
+        conf.write_text("workers = 'many'\n")
+        m.signal(signal.SIGHUP)
+        status = m.expect("READY=1")
+        assert "reload failed: key 'workers'" in status
+        assert len(m.workers()) == 3
+        wait_for(lambda: "reload abandoned, workers unchanged" in m.log(), "the log line")
+        m.signal(signal.SIGTERM)
+        m.expect("STOPPING=1")
+        assert m.wait_exit() == 0
+    # The notify sequence, in order: ready, reloading, ready, ready (failed), stopping.
+    kinds = [msg.split("\n")[0] for msg in m.messages]
+    assert kinds == ["READY=1", "RELOADING=1", "READY=1", "READY=1", "STOPPING=1"]
+    assert "MONOTONIC_USEC=" in m.messages[1]
