@@ -228,3 +228,46 @@ def test_hup_rereads_the_file_and_a_bad_file_keeps_the_old_settings(appdir, sock
     kinds = [msg.split("\n")[0] for msg in m.messages]
     assert kinds == ["READY=1", "RELOADING=1", "READY=1", "READY=1", "STOPPING=1"]
     assert "MONOTONIC_USEC=" in m.messages[1]
+
+
+def test_daemon_mode_with_its_pidfile(appdir, sockdir):
+    pidfile, logfile = os.path.join(sockdir, "d.pid"), os.path.join(sockdir, "d.log")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        fd = listener.fileno()
+        code, out, err = prefork("serve", "--daemon", "--pidfile", pidfile, "--error-log",
+                                 logfile, "--bind", f"fd://{fd}", "app:Handler", cwd=appdir,
+                                 pass_fds=[fd], others_running=True)
+        assert (code, err) == (0, "")  # the command returns: the master lives on, detached
+        pid = wait_for(lambda: int(open(pidfile).read() or 0), "the pidfile")
+        master = psutil.Process(pid)
+        try:
+            assert "prefork: master" in " ".join(master.cmdline())
+            assert master.ppid() != os.getpid()  # detached
+            wait_for(lambda: "ready:" in open(logfile).read(), "the pool to be ready")
+            with socket.create_connection(listener.getsockname(), timeout=10) as c:
+                c.sendall(b"hi\n")
+                assert int(c.recv(100)) in {p.pid for p in master.children()}
+            # A second daemon on the same pidfile is refused.
+            code, _, err = prefork("serve", "--daemon", "--pidfile", pidfile, "--bind",
+                                   "127.0.0.1:0", "app:Handler", cwd=appdir, others_running=True)
+            assert code == 1 and "is held by a live master" in one_error_line(err)
+            assert prefork("stop", "--pidfile", pidfile, cwd=appdir, others_running=True)[0] == 0
+            wait_for(lambda: not master.is_running() or master.status() == psutil.STATUS_ZOMBIE,
+                     "the daemon to stop")
+        finally:
+            if master.is_running():
+                master.kill()
+    assert not os.path.exists(pidfile)
+    log = open(logfile).read()
+    assert "SIGTERM: graceful stop" in log
+    os.unlink(logfile)
+
+
+def test_a_stale_pidfile_is_taken_over(appdir, sockdir):
+    pidfile = os.path.join(sockdir, "stale.pid")
+    with open(pidfile, "w") as f:
+        f.write("999999\n")  # nobody holds its lock
+    with Running(sockdir, cli=["--pidfile", pidfile, "app:Handler"],
+                 pythonpath=[str(appdir)]) as m:
+        assert int(open(pidfile).read()) == m.pid
+    assert not os.path.exists(pidfile)
