@@ -262,7 +262,7 @@ class _Service:
         try:
             self.listeners = open_listeners(cfg)
             if cfg.pidfile:
-                self.pidfile = daemon_mod.PidFile(cfg.pidfile)
+                self.pidfile = daemon_mod.PidFile(cfg.pidfile, write=not cfg.daemon)
             servers = []
             for listener in self.listeners:
                 cls = server_class(args.server, listener.sock.type)

@@ -24,7 +24,9 @@ def under_systemd(environ=None):
 class PidFile:
     """Holds *path* locked with this process's pid in it, until release()."""
 
-    def __init__(self, path):
+    def __init__(self, path, write=True):
+        """Lock *path* (or fail); with *write* false it stays empty until write(), as
+        when the pid is not yet known (before detaching into the background)."""
         self.path = path
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -39,7 +41,9 @@ class PidFile:
                 raise PidfileError(f"--pidfile {path} is held by a live master (pid {held}); "
                                    "stop it first, or use another pidfile") from None
             raise PidfileError(f"--pidfile {path}: cannot lock it: {e.strerror}") from None
-        self.write()
+        os.ftruncate(self.fd, 0)
+        if write:
+            self.write()
 
     def write(self, pid=None):
         """(Re)write the pid, after a fork into the background for instance."""

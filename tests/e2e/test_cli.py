@@ -238,10 +238,11 @@ def test_daemon_mode_with_its_pidfile(appdir, sockdir):
                                  logfile, "--bind", f"fd://{fd}", "app:Handler", cwd=appdir,
                                  pass_fds=[fd], others_running=True)
         assert (code, err) == (0, "")  # the command returns: the master lives on, detached
+        # The pidfile stays empty until the detached master writes its own pid.
         pid = wait_for(lambda: int(open(pidfile).read() or 0), "the pidfile")
         master = psutil.Process(pid)
         try:
-            assert "prefork: master" in " ".join(master.cmdline())
+            wait_for(lambda: "prefork: master" in " ".join(master.cmdline()), "the title")
             assert master.ppid() != os.getpid()  # detached
             wait_for(lambda: "ready:" in open(logfile).read(), "the pool to be ready")
             with socket.create_connection(listener.getsockname(), timeout=10) as c:

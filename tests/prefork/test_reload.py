@@ -166,7 +166,7 @@ def test_a_broken_module_abandons_the_reload_and_the_old_code_serves(sockdir, tm
             m.signal(signal.SIGHUP)
             m.expect("RELOADING=1")
             m.expect("READY=1")
-            assert m.request().split()[0] == b"v3"
+            wait_for(lambda: m.request().split()[0] == b"v3", "v3 to answer")
 
 
 def test_a_syntax_error_is_a_failed_reload_too(sockdir, tmp_path):
