@@ -8,6 +8,7 @@ errors (prefork.errors); only this module turns them into messages and statuses.
 
 import argparse
 import difflib
+import json
 import logging
 import os
 import signal
@@ -16,8 +17,8 @@ import sys
 import traceback
 
 from . import config as config_mod
+from . import control, logs, sockets, systemd
 from . import daemon as daemon_mod
-from . import logs, sockets, systemd
 from .errors import BootError, ConfigError, HandlerImportError, PreforkError
 from .loader import check_handler, check_spec, import_object
 from .mixin import PreforkMixIn, PreforkTCPServer, PreforkUDPServer
@@ -270,6 +271,7 @@ class _Service:
             main_server = servers[0]
             main_server.prefork_servers = tuple(servers[1:])
             main_server.on_reload = lambda: self.reread(main_server)
+            main_server.prefork_control = control_path(cfg.control, cfg.pidfile)
             daemon_mod.drop_privileges(cfg.user, cfg.group)
             if cfg.daemon:
                 keep = [lst.sock.fileno() for lst in self.listeners]
@@ -303,17 +305,40 @@ def cmd_serve(args):
 
 # -- talking to a running master --------------------------------------------------------
 
-def _master_pid(args):
+def control_path(control, pidfile):
+    """The control socket: --control, else one beside the pidfile (PIDFILE.ctl)."""
+    return control or (pidfile + ".ctl" if pidfile else "")
+
+
+def _ask(args, request):
+    path = control_path(args.control, args.pidfile)
+    if not path:
+        raise ConfigError("say which master: --control PATH or --pidfile PATH")
+    try:
+        reply = control.ask(path, request)
+    except FileNotFoundError:
+        raise PreforkError(f"no control socket at {path}: is the master running, and "
+                           "started with this --control or --pidfile?") from None
+    except ConnectionRefusedError:
+        raise PreforkError(f"nothing answers on {path}: the master is gone; "
+                           "remove the stale file") from None
+    except OSError as e:
+        raise PreforkError(f"cannot reach the master at {path}: {e.strerror or e}") from None
+    if not reply.get("ok"):
+        raise PreforkError(reply.get("error", "the master refused"))
+    return reply
+
+
+def _signal_or_ask(args, signum, request):
+    """Use the control socket when there is one, else signal the pid in the pidfile."""
+    if args.control or (args.pidfile and os.path.exists(args.pidfile + ".ctl")):
+        _ask(args, request)
+        return 0
     if not args.pidfile:
         raise ConfigError("say which master: --pidfile PATH (or --control PATH)")
     pid = daemon_mod.read_pid(args.pidfile)
     if not pid:
         raise PreforkError(f"--pidfile {args.pidfile} names no running master")
-    return pid
-
-
-def _signal_master(args, signum):
-    pid = _master_pid(args)
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
@@ -323,21 +348,52 @@ def _signal_master(args, signum):
 
 
 def cmd_reload(args):
-    return _signal_master(args, signal.SIGHUP)
+    return _signal_or_ask(args, signal.SIGHUP, {"cmd": "reload"})
 
 
 def cmd_stop(args):
-    return _signal_master(args, signal.SIGINT if args.fast else signal.SIGTERM)
-
-
-def cmd_status(args):
-    raise PreforkError("status needs the master's control socket, which this version "
-                       "does not offer yet; use `ps -o pid,args --ppid PID` meanwhile")
+    return _signal_or_ask(args, signal.SIGINT if args.fast else signal.SIGTERM,
+                          {"cmd": "stop", "fast": bool(args.fast)})
 
 
 def cmd_scale(args):
-    raise PreforkError("scale needs the master's control socket, which this version does "
-                       "not offer yet; send SIGTTIN / SIGTTOU to the master meanwhile")
+    reply = _ask(args, {"cmd": "scale", "workers": args.workers})
+    print(f"workers: {reply['workers']}")
+    return 0
+
+
+def cmd_status(args):
+    reply = _ask(args, {"cmd": "status"})
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return 0
+    m = reply["master"]
+    name = f" [{m['name']}]" if m["name"] else ""
+    print(f"master {m['pid']}{name}: generation {reply['generation']}, "
+          f"{reply['target']} workers wanted (max {reply['max_workers']}), "
+          f"up {_age(m['uptime'])}, reloads {reply['reloads']['ok']} ok / "
+          f"{reply['reloads']['failed']} failed")
+    print(f"{'PID':>8} {'SLOT':>4} {'GEN':>4} {'STATE':<11} {'REQUESTS':>9} {'RSS':>8} {'AGE':>8}")
+    for w in reply["workers"]:
+        print(f"{w['pid']:>8} {w['slot']:>4} {w['generation']:>4} {w['state']:<11} "
+              f"{w['requests']:>9} {_mib(w['rss']):>8} {_age(w['age']):>8}")
+    t = reply["totals"]
+    print(f"{'total':>8} {t['workers']:>4} {'':>4} {'':<11} {t['requests']:>9} "
+          f"{_mib(t['rss']):>8}  (RSS with the master)")
+    return 0
+
+
+def _mib(n):
+    return f"{n / 1024 / 1024:.1f}M"
+
+
+def _age(seconds):
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h"
 
 
 COMMANDS = {"serve": cmd_serve, "check": cmd_check, "status": cmd_status,

@@ -17,6 +17,7 @@ import threading
 import time
 
 from . import limits, logs, policy
+from .control import ControlSocket
 from .errors import BootError, PreforkError
 from .scoreboard import Scoreboard
 from .signals import SignalInbox
@@ -54,6 +55,8 @@ class Master:
         self.inbox = None
         self.board = None
         self.notifier = None
+        self.control = None
+        self.started = time.time()
         self.announced = False  # READY=1 sent for the first generation
 
     # -- the loop -------------------------------------------------------------------
@@ -74,6 +77,10 @@ class Master:
             self.poller.register(self._waker_r, select.POLLIN)
             if self.inbox:
                 self.poller.register(self.inbox, select.POLLIN)
+            control_path = getattr(self.server, "prefork_control", "")
+            if control_path:
+                self.control = ControlSocket(control_path)
+                self.poller.register(self.control, select.POLLIN)
             self.server.service_actions()
             while not self.done:
                 try:
@@ -102,6 +109,8 @@ class Master:
                     self._on_signal(signum)
             elif fd == self._waker_r.fileno():
                 self._drain_waker()
+            elif self.control and fd == self.control.fileno():
+                self.control.serve_one(self._command)
             else:
                 self._on_worker_message(fd)
         self.server.service_actions()
@@ -146,24 +155,11 @@ class Master:
     def _on_signal(self, signum):
         now = time.monotonic()
         if signum == signal.SIGHUP:
-            try:
-                self.server.on_reload()
-                self.pool.reconfigure(self.server.prefork_config(), self.board.size)
-            except Exception as e:
-                log.error("reload abandoned, workers unchanged: %s", e,
-                          exc_info=not isinstance(e, PreforkError))
-                self.notifier.send(READY=1, STATUS=f"reload failed: {e}; {self.status()}")
-                return
-            started = self.pool.reload_gen is None
-            self._apply(self.pool.reload(now))
-            if started and self.pool.reload_gen is not None:
-                self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
+            self._reload(now)
         elif signum == signal.SIGTERM:
-            log.info("SIGTERM: graceful stop")
-            self._stop(True, now)
+            self._stop(True, now, "SIGTERM")
         elif signum in (signal.SIGINT, signal.SIGQUIT):
-            log.info("%s: fast stop", signal.Signals(signum).name)
-            self._stop(False, now)
+            self._stop(False, now, signal.Signals(signum).name)
         elif signum == signal.SIGTTIN:
             self._apply(self.pool.scale(+1))
         elif signum == signal.SIGTTOU:
@@ -174,6 +170,65 @@ class Master:
             log.warning("SIGUSR2: upgrading in place is not available in this version; ignored")
         # SIGCHLD only wakes the loop: reaping happens in service_actions().
 
+    def _reload(self, now):
+        try:
+            self.server.on_reload()
+            self.pool.reconfigure(self.server.prefork_config(), self.board.size)
+        except Exception as e:
+            log.error("reload abandoned, workers unchanged: %s", e,
+                      exc_info=not isinstance(e, PreforkError))
+            self.notifier.send(READY=1, STATUS=f"reload failed: {e}; {self.status()}")
+            return f"reload failed: {e}"
+        started = self.pool.reload_gen is None
+        self._apply(self.pool.reload(now))
+        if started and self.pool.reload_gen is not None:
+            self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
+        return ""
+
+    def _command(self, request):
+        """Answer a control-socket request (see control.py)."""
+        cmd, now = request.get("cmd"), time.monotonic()
+        if cmd == "status":
+            return {"ok": True, **self.snapshot()}
+        if cmd == "reload":
+            error = self._reload(now)
+            return {"ok": not error, "error": error} if error else {"ok": True}
+        if cmd == "stop":
+            self._stop(not request.get("fast"), now, "control socket")
+            return {"ok": True}
+        if cmd == "scale":
+            n = request.get("workers")
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.cfg_max():
+                return {"ok": False, "error": f"workers must be a whole number from 1 to "
+                                              f"max_workers ({self.cfg_max()}), not {n!r}"}
+            self._apply(self.pool.scale(n - self.pool.target))
+            return {"ok": True, "workers": self.pool.target}
+        return {"ok": False, "error": f"unknown command {cmd!r}; try status, reload, stop "
+                                      "or scale"}
+
+    def cfg_max(self):
+        return self.pool.cfg.max_workers
+
+    def snapshot(self):
+        """The pool as data: the master, each worker, and totals."""
+        now = time.monotonic()
+        rss = limits.sample_rss([os.getpid(), *self.pool.workers])
+        workers = []
+        for w in sorted(self.pool.workers.values(), key=lambda w: w.slot):
+            slot = self.board[w.slot]
+            workers.append({"pid": w.pid, "slot": w.slot, "generation": w.generation,
+                            "state": w.state, "requests": slot.requests,
+                            "rss": rss.get(w.pid, 0), "age": round(now - w.spawned, 3)})
+        return {"master": {"pid": os.getpid(), "name": self.cfg.name,
+                           "rss": rss.get(os.getpid(), 0),
+                           "uptime": round(time.time() - self.started, 3)},
+                "generation": self.pool.generation, "target": self.pool.target,
+                "max_workers": self.cfg_max(), "reloads": dict(self.pool.reloads),
+                "workers": workers,
+                "totals": {"workers": len(workers),
+                           "requests": sum(w["requests"] for w in workers),
+                           "rss": sum(w["rss"] for w in workers) + rss.get(os.getpid(), 0)}}
+
     def _drain_waker(self):
         try:
             while self._waker_r.recv(64):
@@ -182,9 +237,10 @@ class Master:
             pass
         if self._stop_requested:
             self._stop_requested = False
-            self._stop(True, time.monotonic())
+            self._stop(True, time.monotonic(), "shutdown()")
 
-    def _stop(self, graceful, now):
+    def _stop(self, graceful, now, why):
+        log.info("%s: %s stop", why, "graceful" if graceful else "fast")
         self.notifier.send(STOPPING=1, STATUS="stopping")
         self._apply(self.pool.stop(graceful, now))
 
@@ -251,7 +307,7 @@ class Master:
             elif isinstance(act, policy.GiveUp):
                 log.error("%s", act.message)
                 self.failure = act
-                self._stop(False, time.monotonic())
+                self._stop(False, time.monotonic(), "workers cannot boot")
             elif isinstance(act, policy.Stopped):
                 self.done = True
 
@@ -317,6 +373,8 @@ class Master:
             fds += [self.inbox.fileno(), self.inbox.write_fileno()]
         if self.notifier and self.notifier.sock:
             fds.append(self.notifier.fileno())
+        if self.control:
+            fds.append(self.control.fileno())
         return fds
 
     def _set_title(self):
@@ -356,5 +414,7 @@ class Master:
             self.board.close()
         if self.notifier:
             self.notifier.close()
+        if self.control:
+            self.control.close()
         self._waker_r.close()
         self._waker_w.close()

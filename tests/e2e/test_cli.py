@@ -260,7 +260,7 @@ def test_daemon_mode_with_its_pidfile(appdir, sockdir):
                 master.kill()
     assert not os.path.exists(pidfile)
     log = open(logfile).read()
-    assert "SIGTERM: graceful stop" in log
+    assert "control socket: graceful stop" in log  # the pidfile led to PIDFILE.ctl
     os.unlink(logfile)
 
 
@@ -272,3 +272,36 @@ def test_a_stale_pidfile_is_taken_over(appdir, sockdir):
                  pythonpath=[str(appdir)]) as m:
         assert int(open(pidfile).read()) == m.pid
     assert not os.path.exists(pidfile)
+
+
+def test_status_scale_reload_and_stop_through_the_control_socket(appdir, sockdir):
+    import json
+    import stat
+    ctl = os.path.join(sockdir, "ctl.sock")
+    with Running(sockdir, cli=["--control", ctl, "--workers", "2", "--name", "shop",
+                               "app:Handler"], pythonpath=[str(appdir)]) as m:
+        assert stat.S_IMODE(os.stat(ctl).st_mode) == 0o600
+        m.request()
+        code, out, _ = prefork("status", "--control", ctl, cwd=appdir, others_running=True)
+        assert code == 0
+        assert f"master {m.pid} [shop]: generation 1, 2 workers wanted (max 4)" in out
+        assert out.splitlines()[1].split() == ["PID", "SLOT", "GEN", "STATE", "REQUESTS", "RSS",
+                                               "AGE"]
+        code, out, _ = prefork("status", "--json", "--control", ctl, cwd=appdir,
+                               others_running=True)
+        data = json.loads(out)
+        assert sorted(w["pid"] for w in data["workers"]) == m.worker_pids()
+        assert data["totals"]["requests"] == 1 and all(w["rss"] > 0 for w in data["workers"])
+        assert prefork("scale", "3", "--control", ctl, cwd=appdir, others_running=True)[:2] == \
+            (0, "workers: 3\n")
+        m.wait_workers(lambda w: len(w) == 3, "a third worker")
+        code, _, err = prefork("scale", "99", "--control", ctl, cwd=appdir, others_running=True)
+        assert code == 1 and "from 1 to max_workers (4), not 99" in one_error_line(err)
+        assert prefork("reload", "--control", ctl, cwd=appdir, others_running=True)[0] == 0
+        m.expect("RELOADING=1")
+        m.expect("READY=1")
+        assert prefork("stop", "--control", ctl, cwd=appdir, others_running=True)[0] == 0
+        assert m.wait_exit() == 0
+    assert not os.path.exists(ctl)
+    code, _, err = prefork("status", "--control", ctl, cwd=appdir)
+    assert code == 1 and f"no control socket at {ctl}" in one_error_line(err)
