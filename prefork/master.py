@@ -47,6 +47,7 @@ class Master:
         self.done = False
         self.stopped = threading.Event()
         self._next_rss = 0.0
+        self._next_watchdog = None
         self._waker_r, self._waker_w = socket.socketpair()
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
@@ -71,6 +72,8 @@ class Master:
                 log.warning("prefork master not in the main thread: signals are not handled")
             self.board = Scoreboard(self.cfg.max_workers)
             self.notifier = Notifier()
+            if self.notifier.watchdog_interval:
+                self._next_watchdog = time.monotonic()
             self._set_title()
             log.info("master %d starting %d workers", os.getpid(), self.pool.target)
             self.poller = select.poll()
@@ -97,8 +100,9 @@ class Master:
 
     def _turn(self):
         deadline = self.pool.next_deadline(self._beats())
-        if self.cfg.max_rss:
-            deadline = min(deadline or self._next_rss, self._next_rss)
+        for extra in (self._next_rss if self.cfg.max_rss else None, self._next_watchdog):
+            if extra is not None:
+                deadline = extra if deadline is None else min(deadline, extra)
         timeout = None if deadline is None else max(0, deadline - time.monotonic())
         if self._catch_up:
             self._catch_up, timeout = False, 0
@@ -128,6 +132,10 @@ class Master:
                     why = f"uses {rss // mib} MiB (max_rss {self.cfg.max_rss // mib} MiB)"
                     self._apply(self.pool.over_limit(pid, why, now))
         self._apply(self.pool.tick(now, self._beats()))
+        if self._next_watchdog is not None and now >= self._next_watchdog:
+            # Sent from the loop itself: if the loop hangs, systemd stops hearing it.
+            self.notifier.send(WATCHDOG=1)
+            self._next_watchdog = now + self.notifier.watchdog_interval
         if not self.announced and self.pool.counts()[policy.READY] >= self.pool.target:
             self.announced = True
             log.info("ready: %s", self.status())

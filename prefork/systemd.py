@@ -48,6 +48,11 @@ class Notifier:
         address = env.get("NOTIFY_SOCKET", "")
         self.address = None
         self.sock = None
+        # WATCHDOG=1 is due every WATCHDOG_USEC; it is sent at half that, to be safe.
+        self.watchdog_interval = 0.0
+        usec = env.get("WATCHDOG_USEC", "")
+        if usec.isdigit() and env.get("WATCHDOG_PID", str(os.getpid())) == str(os.getpid()):
+            self.watchdog_interval = int(usec) / 2 / 1_000_000
         if address:
             self.address = "\0" + address[1:] if address.startswith("@") else address
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

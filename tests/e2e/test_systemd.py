@@ -1,0 +1,132 @@
+"""systemd: the unit files as systemd reads them, socket activation with systemd's
+own tool, and the watchdog."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ..prefork.harness import HERE as APPS_DIR
+from ..prefork.harness import ROOT, TIMEOUT, Running, wait_for
+
+UNITS = os.path.join(ROOT, "systemd")
+
+needs = pytest.mark.skipif(not shutil.which("systemd-analyze"),
+                           reason="systemd-analyze not installed (Debian package systemd)")
+
+
+def instance_units(tmp_path):
+    """The template units as instance 'shop', as systemd would load them."""
+    paths = []
+    for name in ("prefork@.service", "prefork@.socket"):
+        target = tmp_path / name.replace("@.", "@shop.")
+        shutil.copy(os.path.join(UNITS, name), target)
+        paths.append(str(target))
+    return paths
+
+
+@needs
+def test_the_unit_files_verify(tmp_path):
+    units = [os.path.join(UNITS, "prefork.service"), *instance_units(tmp_path)]
+    result = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+
+
+@needs
+@pytest.mark.parametrize("unit", ["prefork.service", "prefork@shop.service"])
+def test_the_services_are_rated_2_or_better(tmp_path, unit):
+    path = os.path.join(UNITS, unit) if "@" not in unit else instance_units(tmp_path)[0]
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", path],
+                            capture_output=True, text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: ([\d.]+)", result.stdout)
+    assert m, result.stdout + result.stderr
+    assert float(m.group(1)) <= 2.0
+
+
+def test_every_unit_setting_says_why():
+    for name in os.listdir(UNITS):
+        with open(os.path.join(UNITS, name)) as f:
+            lines = f.read().splitlines()
+        assert lines[0].startswith("#"), f"{name} opens with no account of itself"
+        # Each setting stands in a paragraph (lines up to a blank one) with a comment.
+        paragraph_has_comment = False
+        for line in lines:
+            if not line.strip():
+                paragraph_has_comment = False
+            elif line.startswith("#"):
+                paragraph_has_comment = True
+            elif re.match(r"[A-Z]\w+=", line):
+                assert paragraph_has_comment, f"{name}: {line} says not why"
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                    reason="systemd-socket-activate not installed (Debian package systemd)")
+def test_socket_activation_with_tcp_and_unix_sockets(tmp_path, sockdir):
+    (tmp_path / "app.py").write_text("from apps import Probe as Handler\n")
+    unix_path = os.path.join(sockdir, "act.sock")
+    notify_path = os.path.join(sockdir, "notify")
+    with socket.socket(socket.AF_INET) as probe:  # a free port for systemd's tool to bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(TIMEOUT)
+    log = open(tmp_path / "log", "w+")
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "-l", unix_path,
+         "--fdname=web:local", "-E", f"NOTIFY_SOCKET={notify_path}",
+         "-E", f"PYTHONPATH={os.pathsep.join([APPS_DIR, ROOT, str(tmp_path)])}",
+         sys.executable, "-m", "prefork", "serve", "app:Handler"],
+        cwd=tmp_path, stdout=log, stderr=log, start_new_session=True)
+    try:
+        # systemd's tool starts the service on the first connection, as a socket unit
+        # would; that connection waits in the queue until the workers are ready.
+        def connect():
+            try:
+                return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            except ConnectionRefusedError:
+                return None  # the tool has not bound yet
+
+        with wait_for(connect, "systemd-socket-activate to listen") as c:
+            c.sendall(b"first\n")
+            first = c.recv(100)
+        assert notify.recv(4096).startswith(b"READY=1")
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(TIMEOUT)
+            c.connect(unix_path)
+            c.sendall(b"hi\n")
+            second = c.recv(100)
+        assert int(first) and int(second)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(TIMEOUT) == 0
+        log.seek(0)
+        text = log.read()
+        assert "listening on systemd:web" in text and "listening on systemd:local" in text
+        # A socket the master inherited is never unlinked by it.
+        assert os.path.exists(unix_path)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        notify.close()
+        log.close()
+        for path in (unix_path, notify_path):
+            if os.path.exists(path):
+                os.unlink(path)
+
+
+def test_watchdog_keeps_coming_from_the_loop(sockdir):
+    with Running(sockdir, settings=["workers=1"], env={"WATCHDOG_USEC": "200000"}) as m:
+        started = time.monotonic()
+        for _ in range(3):
+            m.expect("WATCHDOG=1")
+        # Three at half of 0.2 s each: well under a second, and not all at once.
+        assert time.monotonic() - started >= 0.15
