@@ -9,6 +9,7 @@ Ctrl-C (fast) or SIGTERM (graceful).
 
 import logging
 import os
+import socket
 import sys
 from http.server import BaseHTTPRequestHandler
 
@@ -16,7 +17,11 @@ from prefork import PreforkTCPServer
 
 
 class Hello(BaseHTTPRequestHandler):
-    disable_nagle_algorithm = True  # head and body go out in two writes
+    def setup(self):
+        # Head and body go out in two writes: without TCP_NODELAY the second waits
+        # for a delayed ACK.  (Unix sockets, behind nginx, have no Nagle to disable.)
+        self.disable_nagle_algorithm = self.request.family != socket.AF_UNIX
+        super().setup()
 
     def do_GET(self):
         body = f"hello from worker {os.getpid()}\n".encode()
