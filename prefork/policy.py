@@ -25,8 +25,6 @@ import dataclasses
 import random
 import signal
 
-from .scoreboard import STATE_NAMES  # noqa: F401 - re-exported for status displays
-
 __all__ = ["Pool", "Spawn", "Retire", "Signal", "Log", "ReloadDone", "GiveUp", "Stopped",
            "describe_exit"]
 

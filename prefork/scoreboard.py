@@ -13,10 +13,9 @@ import mmap
 import struct
 import time
 
-__all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING", "STATE_NAMES"]
+__all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING"]
 
 BOOTING, IDLE, BUSY, STOPPING = 1, 2, 3, 4
-STATE_NAMES = {0: "free", BOOTING: "booting", IDLE: "idle", BUSY: "busy", STOPPING: "stopping"}
 
 # pid, generation, state, requests, heartbeat (monotonic), started (monotonic), note.
 # Fields sit at aligned offsets: 0 pid i32, 4 generation u32, 8 state u32,

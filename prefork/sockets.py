@@ -12,6 +12,7 @@ import grp
 import os
 import re
 import socket
+import stat
 
 from .errors import BindError, ConfigError
 
@@ -158,7 +159,6 @@ def _bind_or_explain(sock, bind):
 
 
 def _replace_stale(path, bind):
-    import stat
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
         raise BindError(f"--bind {bind.spec}: {path} exists and is not a socket; "
                         "remove it or choose another path")
