@@ -59,6 +59,10 @@ class PidFile:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            except PermissionError:
+                # After --user dropped root, the directory may not let us: empty it, so
+                # nobody mistakes the pid for a live master (the lock says so anyway).
+                os.ftruncate(self.fd, 0)
         os.close(self.fd)
         self.fd = -1
 

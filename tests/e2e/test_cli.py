@@ -305,3 +305,68 @@ def test_status_scale_reload_and_stop_through_the_control_socket(appdir, sockdir
     assert not os.path.exists(ctl)
     code, _, err = prefork("status", "--control", ctl, cwd=appdir)
     assert code == 1 and f"no control socket at {ctl}" in one_error_line(err)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_user_and_group_are_switched_after_binding(appdir, sockdir):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(appdir, 0o755)
+    # --preload: the handler is imported before the switch, while the interpreter's
+    # own files are still readable (this machine's Python lives under /root).
+    os.chmod(sockdir, 0o711)
+    with Running(sockdir, cli=["--preload", "--user", "nobody", "--group", "nogroup",
+                               "app:Handler"], pythonpath=[str(appdir)],
+                 notify_mode=0o666) as m:
+        assert psutil.Process(m.pid).uids().real == nobody.pw_uid
+        for pid in m.worker_pids():
+            assert psutil.Process(pid).uids().effective == nobody.pw_uid
+        assert int(m.request()) in m.worker_pids()
+
+
+def test_workers_never_see_systemd_variables(appdir, sockdir):
+    (appdir / "envprobe.py").write_text(
+        "import os, socketserver\n"
+        "class Handler(socketserver.StreamRequestHandler):\n"
+        "    def handle(self):\n"
+        "        self.rfile.readline()\n"
+        "        seen = [k for k in ('NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_FDS', "
+        "'WATCHDOG_USEC') if k in os.environ]\n"
+        "        self.wfile.write(repr(seen).encode())\n")
+    with Running(sockdir, cli=["envprobe:Handler"], pythonpath=[str(appdir)],
+                 env={"WATCHDOG_USEC": "60000000"}) as m:
+        assert m.request() == b"[]"
+        assert any(msg.startswith("WATCHDOG=1") for msg in m.messages)  # the master reports
+
+
+def test_notify_socket_in_the_abstract_namespace():
+    from prefork.systemd import Notifier
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = f"prefork-test-{os.getpid()}"
+    receiver.bind("\0" + name)
+    try:
+        receiver.settimeout(10)
+        notifier = Notifier({"NOTIFY_SOCKET": "@" + name, "WATCHDOG_USEC": "4000000"})
+        assert notifier.watchdog_interval == 2.0
+        assert notifier.send(READY=1, STATUS="up")
+        assert receiver.recv(100) == b"READY=1\nSTATUS=up"
+        notifier.close()
+        assert Notifier({}).send(READY=1) is False  # no systemd: nothing to do
+    finally:
+        receiver.close()
+
+
+def test_usr1_reopens_the_error_log_after_rotation(appdir, sockdir):
+    logfile = os.path.join(sockdir, "e.log")
+    with Running(sockdir, cli=["--error-log", logfile, "app:Handler"],
+                 pythonpath=[str(appdir)]) as m:
+        os.rename(logfile, logfile + ".1")  # what logrotate does
+        m.signal(signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(logfile) and "log files reopened" in open(logfile).read(),
+                 "the new log file")
+        m.signal(signal.SIGTERM)
+        assert m.wait_exit() == 0
+    assert "graceful stop" in open(logfile).read()
+    assert "ready:" in open(logfile + ".1").read()
+    os.unlink(logfile)
+    os.unlink(logfile + ".1")

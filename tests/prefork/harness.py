@@ -55,7 +55,7 @@ def title(proc):
 
 class Running:
     def __init__(self, sockdir, handler="apps:Probe", server="tcp", settings=(),
-                 pythonpath=(), ready=True, cli=None, env=None):
+                 pythonpath=(), ready=True, cli=None, env=None, notify_mode=None):
         """Run serve.py with *server*, *handler* and *settings*; or, given *cli* (a
         list of arguments), the `prefork serve` command with ``--bind fd://N``."""
         self.sockdir = sockdir
@@ -65,6 +65,8 @@ class Running:
         self.notify_path = os.path.join(sockdir, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
+        if notify_mode is not None:  # for a master that will not be root
+            os.chmod(self.notify_path, notify_mode)
         self.messages = []
         self.errlog = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONDONTWRITEBYTECODE="1",
