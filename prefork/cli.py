@@ -257,9 +257,9 @@ class _Service:
             # Workers import the handler after fork; a path that cannot import is bad
             # input, so it is found here first, in a child, with one clear line.
             _import_in_child(args.handler)
-        stream = self._logging()
         if cfg.umask is not None:
-            os.umask(cfg.umask)
+            os.umask(cfg.umask)  # before any file is made: the log, the pidfile, sockets
+        stream = self._logging()
         try:
             self.listeners = open_listeners(cfg)
             if cfg.pidfile:

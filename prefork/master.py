@@ -59,6 +59,7 @@ class Master:
         self.control = None
         self.started = time.time()
         self.announced = False  # READY=1 sent for the first generation
+        self.last_reload = ""
 
     # -- the loop -------------------------------------------------------------------
 
@@ -144,10 +145,12 @@ class Master:
     def status(self):
         """One line on the pool, for logs and systemd's STATUS=."""
         c = self.pool.counts()
+        served = sum(self.board[w.slot].requests for w in self.pool.workers.values())
         line = (f"{c[policy.READY]} workers ready, {c[policy.BOOTING]} booting, "
-                f"generation {self.pool.generation}")
+                f"generation {self.pool.generation}, {served} requests by live workers")
         if self.pool.reloads["ok"] or self.pool.reloads["failed"]:
-            line += f"; reloads: {self.pool.reloads['ok']} ok, {self.pool.reloads['failed']} failed"
+            line += (f"; reloads: {self.pool.reloads['ok']} ok, "
+                     f"{self.pool.reloads['failed']} failed, last {self.last_reload}")
         return line
 
     def request_stop(self):
@@ -303,6 +306,7 @@ class Master:
             elif isinstance(act, policy.Log):
                 getattr(log, act.level)("%s", act.message)
             elif isinstance(act, policy.ReloadDone):
+                self.last_reload = "ok" if act.ok else f"failed ({act.message})"
                 if act.ok:
                     log.info("reload done: %s", act.message)
                 else:

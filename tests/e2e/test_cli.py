@@ -370,3 +370,86 @@ def test_usr1_reopens_the_error_log_after_rotation(appdir, sockdir):
     assert "ready:" in open(logfile + ".1").read()
     os.unlink(logfile)
     os.unlink(logfile + ".1")
+
+
+def _free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_bind_form_serves(appdir, sockdir):
+    (appdir / "dgram.py").write_text("from apps import DatagramProbe as Handler\n")
+    abstract = f"prefork-test-{os.getpid()}"
+    ustream, ugram = os.path.join(sockdir, "a.sock"), os.path.join(sockdir, "g.sock")
+    udp_port = _free_udp_port()  # the command binds it: only a guess at a free port
+    binds = ["--bind", f"unix:@{abstract}", "--bind", f"unix:{ustream}"]
+    with Running(sockdir, cli=[*binds, "app:Handler"], pythonpath=[str(appdir)]) as m:
+        for family, address in ((socket.AF_UNIX, "\0" + abstract), (socket.AF_UNIX, ustream)):
+            with socket.socket(family) as c:
+                c.settimeout(10)
+                c.connect(address)
+                c.sendall(b"hi\n")
+                assert int(c.recv(100)) in m.worker_pids()
+    binds = ["--bind", f"udp://127.0.0.1:{udp_port}", "--bind", f"unixgram:{ugram}"]
+    with Running(sockdir, cli=[*binds, "dgram:Handler"], pythonpath=[str(appdir)]) as m:
+        client_path = os.path.join(sockdir, "client")
+        for family, address in ((socket.AF_INET, ("127.0.0.1", udp_port)),
+                                (socket.AF_UNIX, ugram)):
+            with socket.socket(family, socket.SOCK_DGRAM) as c:
+                c.settimeout(10)
+                if family == socket.AF_UNIX:
+                    c.bind(client_path)
+                c.sendto(b"ping", address)
+                assert c.recv(100).endswith(b" ping")
+        os.unlink(client_path)
+    assert not os.path.exists(ustream) and not os.path.exists(ugram)
+
+
+def test_ipv6_loopback(appdir, sockdir):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = s.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with Running(sockdir, cli=["--bind", f"[::1]:{port}", "app:Handler"],
+                 pythonpath=[str(appdir)]) as m:
+        with socket.create_connection(("::1", port), timeout=10) as c:
+            c.sendall(b"hi\n")
+            assert int(c.recv(100)) in m.worker_pids()
+
+
+def test_server_option_pre_forks_the_stdlib_http_server(appdir, sockdir):
+    import urllib.request
+    (appdir / "page.txt").write_text("served by http.server, pre-forked\n")
+    # The handler serves its current directory, which is the socket directory here.
+    with Running(sockdir, cli=["--server", "http.server:HTTPServer", "--preload",
+                               "apps:QuietHTTP"], pythonpath=[str(appdir)]) as m:
+        os.rename(appdir / "page.txt", os.path.join(sockdir, "page.txt"))
+        try:
+            url = f"http://127.0.0.1:{m.address[1]}/page.txt"
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                assert resp.read() == b"served by http.server, pre-forked\n"
+        finally:
+            os.unlink(os.path.join(sockdir, "page.txt"))
+
+
+def test_debug_shows_the_traceback_and_log_level_quiets(appdir, sockdir):
+    code, _, err = prefork("check", "--debug", "nosuchmodule:Handler", cwd=appdir)
+    assert code == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith(
+        "prefork: error: ")
+    with Running(sockdir, cli=["--log-level", "warning", "app:Handler"],
+                 pythonpath=[str(appdir)]) as m:
+        m.request()
+        assert "INFO" not in m.log()
+
+
+def test_umask_applies_to_files_the_master_makes(appdir, sockdir):
+    logfile = os.path.join(sockdir, "u.log")
+    with Running(sockdir, cli=["--umask", "077", "--error-log", logfile, "app:Handler"],
+                 pythonpath=[str(appdir)]):
+        pass
+    import stat
+    assert stat.S_IMODE(os.stat(logfile).st_mode) == 0o600
+    os.unlink(logfile)

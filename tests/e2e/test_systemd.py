@@ -130,3 +130,36 @@ def test_watchdog_keeps_coming_from_the_loop(sockdir):
             m.expect("WATCHDOG=1")
         # Three at half of 0.2 s each: well under a second, and not all at once.
         assert time.monotonic() - started >= 0.15
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                    reason="systemd-socket-activate not installed (Debian package systemd)")
+def test_socket_activation_with_a_datagram_socket(tmp_path, sockdir):
+    (tmp_path / "dgram.py").write_text("from apps import DatagramProbe as Handler\n")
+    path, client_path = os.path.join(sockdir, "d.sock"), os.path.join(sockdir, "client")
+    log = open(tmp_path / "log", "w+")
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "--datagram", "-l", path,
+         "-E", f"PYTHONPATH={os.pathsep.join([APPS_DIR, ROOT, str(tmp_path)])}",
+         sys.executable, "-m", "prefork", "serve", "dgram:Handler"],
+        cwd=tmp_path, stdout=log, stderr=log, start_new_session=True)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    client.bind(client_path)
+    client.settimeout(TIMEOUT)
+    try:
+        # The first datagram starts the service; it waits in the socket meanwhile.
+        wait_for(lambda: os.path.exists(path), "systemd-socket-activate to bind")
+        client.sendto(b"ping", path)
+        assert client.recv(100).endswith(b" ping")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(TIMEOUT) == 0
+        assert os.path.exists(path)  # inherited: never unlinked by the master
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        client.close()
+        log.close()
+        for p in (path, client_path):
+            if os.path.exists(p):
+                os.unlink(p)

@@ -191,7 +191,7 @@ def test_hup_storm_coalesces_and_never_fails_a_request(sockdir, tmp_path):
                     m.signal(signal.SIGHUP)
                     last = m.expect("RELOADING=1")
                 generation = last.split("reloading to generation ")[1].split()[0]
-                m.expect(f"READY=1\nSTATUS=2 workers ready, 0 booting, generation {generation}")
+                m.expect(f"READY=1\nSTATUS=2 workers ready, 0 booting, generation {generation},")
             assert load.errors == [] and load.ok > 0
             assert sampler.most <= 3, "max_workers was exceeded during reloads"
             m.wait_workers(lambda w: {t.split(" gen ")[-1] for t in w.values()} == {generation},
