@@ -53,7 +53,8 @@ def build_parser():
     sub.required = True
     for name, text in (("serve", "serve MODULE:HANDLER with a pre-forked pool of workers"),
                        ("check", "check the configuration and import the handler, then exit")):
-        p = sub.add_parser(name, help=text, description=text)
+        p = sub.add_parser(name, help=text, description=text, epilog=SERVE_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("handler", metavar="MODULE:HANDLER",
                        help="a request handler class, e.g. myapp.handlers:EchoHandler")
         p.add_argument("--config", metavar="FILE.toml",
@@ -64,13 +65,15 @@ def build_parser():
                        "(e.g. http.server:HTTPServer)")
         for o in config_mod.OPTIONS:
             flag = "--" + o.name.replace("_", "-")
-            kw = {"dest": o.name, "default": argparse.SUPPRESS, "help": o.help}
+            shown = _default_text(o)
+            kw = {"dest": o.name, "default": argparse.SUPPRESS,
+                  "help": o.help + (f" (default: {shown})" if shown else "")}
             if o.kind == "bool":
                 p.add_argument(flag, action="store_true", **kw)
             elif o.kind == "binds":
                 p.add_argument(flag, action="append", metavar="ADDR", **kw)
             else:
-                p.add_argument(flag, metavar=o.kind.upper(), **kw)
+                p.add_argument(flag, metavar=METAVARS.get(o.name, o.kind.upper()), **kw)
     for name, text in (("status", "show the workers of a running master"),
                        ("reload", "reload a running master (as SIGHUP)"),
                        ("stop", "stop a running master: gracefully, or at once with --fast"),
@@ -85,6 +88,36 @@ def build_parser():
         if name == "scale":
             p.add_argument("workers", type=int, metavar="N", help="the number of workers")
     return top
+
+
+METAVARS = {"pidfile": "PATH", "control": "PATH", "error_log": "PATH", "user": "USER",
+            "group": "GROUP", "socket_group": "GROUP", "name": "NAME", "workers": "N",
+            "max_workers": "N", "max_requests": "N", "max_requests_jitter": "N",
+            "backlog": "N"}
+
+SERVE_EPILOG = """\
+Every option is also a key of the TOML file (--config; "max-requests" or
+"max_requests") and an environment variable (PREFORK_MAX_REQUESTS).  The command
+line wins over the environment, which wins over the file.
+
+signals to the master:  HUP reload   TERM graceful stop   INT/QUIT fast stop
+                        TTIN/TTOU one worker more/fewer   USR1 reopen logs
+
+examples:
+  prefork serve --workers 4 --bind unix:/run/shop.sock myapp.handlers:Handler
+  prefork serve --server http.server:HTTPServer http.server:SimpleHTTPRequestHandler
+  prefork check --config /etc/prefork/shop.toml myapp.handlers:Handler
+"""
+
+
+def _default_text(o):
+    if o.kind == "bool" or o.default in ("", (), None, 0):
+        return ""
+    if o.kind == "mode":
+        return f"{o.default:04o}"
+    if o.kind == "seconds":
+        return f"{o.default:g}s"
+    return str(o.default)
 
 
 def cli_values(args):
