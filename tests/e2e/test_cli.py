@@ -2,6 +2,7 @@
 sequence, and every kind of bad input ending in one line and the right status."""
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,7 +13,7 @@ import psutil
 import pytest
 
 from ..prefork.harness import HERE as APPS_DIR
-from ..prefork.harness import ROOT, Running, wait_for
+from ..prefork.harness import ROOT, Load, Running, wait_for
 
 TIMEOUT = 30
 
@@ -453,3 +454,19 @@ def test_umask_applies_to_files_the_master_makes(appdir, sockdir):
     import stat
     assert stat.S_IMODE(os.stat(logfile).st_mode) == 0o600
     os.unlink(logfile)
+
+
+def test_under_systemd_log_lines_carry_no_time_and_stop_fast_interrupts(appdir, sockdir):
+    ctl = os.path.join(sockdir, "ctl.sock")
+    # Running sets NOTIFY_SOCKET, as systemd does: journald stamps the lines itself.
+    with Running(sockdir, cli=["--control", ctl, "app:Handler"], pythonpath=[str(appdir)]) as m:
+        with Load(m, line=b"hang", max_requests=1, timeout=30):
+            wait_for(lambda: any(p.cpu_percent(0.05) > 10 for p in
+                                 psutil.Process(m.pid).children()), "a busy worker")
+            assert prefork("stop", "--fast", "--control", ctl, cwd=appdir,
+                           others_running=True)[0] == 0
+            assert m.wait_exit() == 0  # not held up by the request in flight
+        lines = [line for line in m.log().splitlines() if line.strip()]
+        assert lines and all(re.match(r"(INFO|WARNING|ERROR|DEBUG) \[\d+\] ", line)
+                             for line in lines), lines
+        assert "control socket: fast stop" in m.log()
