@@ -141,7 +141,7 @@ def test_a_slow_import_does_not_stall_a_request(sockdir, tmp_path):
                 wait_for(lambda: b"v2" in versions(load), "the new code answering")
             assert load.errors == []
             assert max(load.latencies) < 1.0, "a request stalled during the reload"
-            assert not old & set(m.worker_pids())
+            m.wait_workers(lambda w: not old & set(w), "the old workers to leave")
 
 
 def test_a_broken_module_abandons_the_reload_and_the_old_code_serves(sockdir, tmp_path):
