@@ -111,11 +111,10 @@ class Config:
             raise ConfigError(f"boot_timeout must be more than 0 seconds, not {self.boot_timeout}")
 
     @classmethod
-    def from_object(cls, obj, base=None):
-        """*base* (or the defaults) with the pool settings that *obj* (a server) sets."""
-        values = {name: getattr(obj, name) for name in POOL_SETTINGS
-                  if getattr(obj, name, None) is not None}
-        return (base or cls()).replace(**values) if base else cls(**values)
+    def from_object(cls, obj):
+        """A Config of the pool settings that *obj* (a server) sets; defaults elsewhere."""
+        return cls(**{name: getattr(obj, name) for name in POOL_SETTINGS
+                      if getattr(obj, name, None) is not None})
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)

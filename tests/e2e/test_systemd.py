@@ -31,6 +31,18 @@ def instance_units(tmp_path):
     return paths
 
 
+def _clean_up(proc, files, paths):
+    """End the activated process group if it still runs; close *files*; unlink *paths*."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for f in files:
+        f.close()
+    for path in paths:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
 @needs
 def test_the_unit_files_verify(tmp_path):
     units = [os.path.join(UNITS, "prefork.service"), *instance_units(tmp_path)]
@@ -113,14 +125,7 @@ def test_socket_activation_with_tcp_and_unix_sockets(tmp_path, sockdir):
         # A socket the master inherited is never unlinked by it.
         assert os.path.exists(unix_path)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        notify.close()
-        log.close()
-        for path in (unix_path, notify_path):
-            if os.path.exists(path):
-                os.unlink(path)
+        _clean_up(proc, [notify, log], [unix_path, notify_path])
 
 
 def test_watchdog_keeps_coming_from_the_loop(sockdir):
@@ -155,11 +160,4 @@ def test_socket_activation_with_a_datagram_socket(tmp_path, sockdir):
         assert proc.wait(TIMEOUT) == 0
         assert os.path.exists(path)  # inherited: never unlinked by the master
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        client.close()
-        log.close()
-        for p in (path, client_path):
-            if os.path.exists(p):
-                os.unlink(p)
+        _clean_up(proc, [client, log], [path, client_path])
