@@ -102,8 +102,8 @@ class HttpLoad(threading.Thread):
                     self.ok += 1
                 else:
                     self.bad.append(status)
-            except OSError as e:
-                self.bad.append(repr(e))
+            except (OSError, http.client.HTTPException) as e:
+                self.bad.append(repr(e))  # e.g. an answer cut short by a killed worker
 
 
 def free_port():
