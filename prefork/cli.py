@@ -305,6 +305,8 @@ class _Service:
             main_server.prefork_servers = tuple(servers[1:])
             main_server.on_reload = lambda: self.reread(main_server)
             main_server.prefork_control = control_path(cfg.control, cfg.pidfile)
+            if self.pidfile:  # its lock must die with the master, not live on in workers
+                main_server.prefork_master_fds = (self.pidfile.fd,)
             daemon_mod.drop_privileges(cfg.user, cfg.group)
             if cfg.daemon:
                 keep = [lst.sock.fileno() for lst in self.listeners]

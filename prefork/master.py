@@ -379,7 +379,8 @@ class Master:
         return {w.pid: board[w.slot].heartbeat for w in self.pool.workers.values()} if board else {}
 
     def _master_fds(self):
-        fds = [self._waker_r.fileno(), self._waker_w.fileno()]
+        fds = [self._waker_r.fileno(), self._waker_w.fileno(),
+               *getattr(self.server, "prefork_master_fds", ())]
         fds += [ch.fileno() for ch in self.channels.values()]
         if self.inbox:
             fds += [self.inbox.fileno(), self.inbox.write_fileno()]

@@ -52,8 +52,12 @@ class PreforkMixIn:
     # More servers (one per further listening socket) served by the same pool; their
     # hooks apply to their own sockets.  The `prefork` command fills it from --bind.
     prefork_servers = ()
+    # Descriptors only the master may hold (the `prefork` command's pidfile lock):
+    # closed in every worker right after fork.
+    prefork_master_fds = ()
 
     _master = None
+    _stop_before_start = False
 
     def prefork_config(self):
         """The settings, read from this server's attributes and validated."""
@@ -69,6 +73,9 @@ class PreforkMixIn:
         if cfg.preload and is_spec(self.RequestHandlerClass):
             self.RequestHandlerClass = import_object(self.RequestHandlerClass)
         self._check_composition()
+        if self._stop_before_start:  # shutdown() came first: nothing to run
+            self._stop_before_start = False
+            return
         master = Master(self, cfg)
         self._master = master
         try:
@@ -80,6 +87,8 @@ class PreforkMixIn:
         """Stop the master gracefully (as SIGTERM) and wait until it has stopped."""
         master = self._master
         if master is None:
+            # Called before serve_forever() got going: it returns as soon as it starts.
+            self._stop_before_start = True
             return
         master.request_stop()
         master.stopped.wait()

@@ -220,7 +220,7 @@ def test_hup_rereads_the_file_and_a_bad_file_keeps_the_old_settings(appdir, sock
         m.signal(signal.SIGHUP)
         status = m.expect("READY=1")
         assert "reload failed: key 'workers'" in status
-        assert len(m.workers()) == 3
+        m.wait_workers(lambda w: len(w) == 3, "three workers, as before the bad file")
         wait_for(lambda: "reload abandoned, workers unchanged" in m.log(), "the log line")
         m.signal(signal.SIGTERM)
         m.expect("STOPPING=1")
@@ -470,3 +470,29 @@ def test_under_systemd_log_lines_carry_no_time_and_stop_fast_interrupts(appdir, 
         assert lines and all(re.match(r"(INFO|WARNING|ERROR|DEBUG) \[\d+\] ", line)
                              for line in lines), lines
         assert "control socket: fast stop" in m.log()
+
+
+def test_the_pidfile_lock_dies_with_the_master_not_with_its_workers(appdir, sockdir):
+    pidfile = os.path.join(sockdir, "k.pid")
+    first = Running(sockdir, cli=["--pidfile", pidfile, "--timeout", "0", "app:Handler"],
+                    pythonpath=[str(appdir)])
+    try:
+        with Load(first, line=b"hang", max_requests=1, timeout=2):
+            wait_for(lambda: any(p.cpu_percent(0.05) > 10 for p in
+                                 psutil.Process(first.pid).children()), "a busy worker")
+            first.signal(signal.SIGKILL)
+            first.wait_exit()
+        # The hung worker lives on, but holds no lock: a new master takes the pidfile.
+        other = os.path.join(sockdir, "b")  # the second master's notify socket
+        os.mkdir(other)
+        with Running(other, cli=["--pidfile", pidfile, "app:Handler"],
+                     pythonpath=[str(appdir)]) as second:
+            assert int(open(pidfile).read()) == second.pid
+        os.rmdir(other)
+    finally:
+        for pid in first.known_workers:  # the orphan still spinning in its hung request
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        first.close()

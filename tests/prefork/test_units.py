@@ -123,3 +123,10 @@ def test_signal_inbox_records_wakes_and_restores():
     finally:
         inbox.restore()
     assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_shutdown_before_serve_forever_makes_it_return_without_forking():
+    with prefork.PreforkTCPServer(("127.0.0.1", 0), "apps:Probe") as server:
+        server.shutdown()
+        server.serve_forever()  # returns at once: no master, no worker
+    assert server._master is None
