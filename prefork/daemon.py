@@ -82,8 +82,8 @@ def drop_privileges(user, group):
     if not user and not group:
         return
     try:
-        uid = _uid(user) if user else None
-        gid = _gid(group) if group else (pwd.getpwuid(uid).pw_gid if uid is not None else None)
+        uid = user_id(user) if user else None
+        gid = group_id(group) if group else (pwd.getpwuid(uid).pw_gid if uid is not None else None)
     except KeyError as e:
         raise ConfigError(f"no such {e.args[0]}") from None
     try:
@@ -98,22 +98,23 @@ def drop_privileges(user, group):
                           "only root can; drop --user/--group or start as root") from None
 
 
-def _uid(name):
+def user_id(name):
+    """A user name (or number) -> uid; KeyError naming it when there is no such user."""
+    return _lookup(name, lambda n: pwd.getpwnam(n).pw_uid, "user")
+
+
+def group_id(name):
+    """A group name (or number) -> gid; KeyError naming it when there is no such group."""
+    return _lookup(name, lambda n: grp.getgrnam(n).gr_gid, "group")
+
+
+def _lookup(name, by_name, what):
     if name.isdigit():
         return int(name)
     try:
-        return pwd.getpwnam(name).pw_uid
+        return by_name(name)
     except KeyError:
-        raise KeyError(f"user {name!r}") from None
-
-
-def _gid(name):
-    if name.isdigit():
-        return int(name)
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise KeyError(f"group {name!r}") from None
+        raise KeyError(f"{what} {name!r}") from None
 
 
 def daemonize(keep_fds, umask=None, log_stream=None):

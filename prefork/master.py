@@ -22,7 +22,7 @@ from .errors import BootError, PreforkError
 from .scoreboard import Scoreboard
 from .signals import SignalInbox
 from .systemd import Notifier
-from .worker import WorkerInfo, WorkerPlan, run_worker
+from .worker import WorkerInfo, WorkerPlan, run_worker, set_title
 
 __all__ = ["Master", "MASTER_SIGNALS"]
 
@@ -75,7 +75,8 @@ class Master:
             self.notifier = Notifier()
             if self.notifier.watchdog_interval:
                 self._next_watchdog = time.monotonic()
-            self._set_title()
+            name = f" [{self.cfg.name}]" if self.cfg.name else ""
+            set_title(f"prefork: master{name}")
             log.info("master %d starting %d workers", os.getpid(), self.pool.target)
             self.poller = select.poll()
             self.poller.register(self._waker_r, select.POLLIN)
@@ -389,14 +390,6 @@ class Master:
         if self.control:
             fds.append(self.control.fileno())
         return fds
-
-    def _set_title(self):
-        try:
-            import setproctitle
-        except ImportError:  # pragma: no cover - a declared dependency
-            return
-        name = f" [{self.cfg.name}]" if self.cfg.name else ""
-        setproctitle.setproctitle(f"prefork: master{name}")
 
     def _reopen_logs(self):
         logs.reopen_files()

@@ -8,12 +8,12 @@ master's final stop.  A socket inherited (``fd://N``, systemd) is never unlinked
 
 import dataclasses
 import errno
-import grp
 import os
 import re
 import socket
 import stat
 
+from .daemon import group_id
 from .errors import BindError, ConfigError
 
 __all__ = ["Bind", "Listener", "parse_bind", "open_listener", "close_listeners"]
@@ -178,10 +178,8 @@ def _replace_stale(path, bind):
 
 def _group_id(name):
     try:
-        return grp.getgrnam(name).gr_gid
+        return group_id(name)
     except KeyError:
-        if name.isdigit():
-            return int(name)
         raise ConfigError(f"--socket-group {name!r}: no such group") from None
 
 

@@ -167,11 +167,12 @@ def _reset_after_fork(plan):
         signal.signal(signum, signal.SIG_IGN)
     signal.signal(STACK_SIGNAL, signal.SIG_DFL)
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
-    _set_title(plan.title)
+    set_title(plan.title)
     return SignalInbox([signal.SIGTERM, signal.SIGUSR1])
 
 
-def _set_title(title):
+def set_title(title):
+    """The process title ps and top show (setproctitle)."""
     try:
         import setproctitle
     except ImportError:  # pragma: no cover - a declared dependency
