@@ -14,10 +14,11 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 
 from . import config as config_mod
-from . import control, logs, sockets, systemd
+from . import control, logs, sockets, systemd, upgrade
 from . import daemon as daemon_mod
 from .errors import BootError, ConfigError, HandlerImportError, PreforkError
 from .loader import check_handler, check_spec, import_object
@@ -76,6 +77,8 @@ def build_parser():
                 p.add_argument(flag, metavar=METAVARS.get(o.name, o.kind.upper()), **kw)
     for name, text in (("status", "show the workers of a running master"),
                        ("reload", "reload a running master (as SIGHUP)"),
+                       ("upgrade", "start a new master image on the same sockets (as "
+                        "SIGUSR2) and wait until it has taken over"),
                        ("stop", "stop a running master: gracefully, or at once with --fast"),
                        ("scale", "set the number of workers of a running master")):
         p = sub.add_parser(name, help=text, description=text)
@@ -102,6 +105,7 @@ line wins over the environment, which wins over the file.
 
 signals to the master:  HUP reload   TERM graceful stop   INT/QUIT fast stop
                         TTIN/TTOU one worker more/fewer   USR1 reopen logs
+                        USR2 upgrade: a new master image on the same sockets
 
 examples:
   prefork serve --workers 4 --bind unix:/run/shop.sock myapp.handlers:Handler
@@ -161,6 +165,7 @@ def _fail(message, status, args, exc=None):
     if args is not None and getattr(args, "debug", False):
         traceback.print_exc()
     print(f"prefork: error: {message}", file=sys.stderr)
+    upgrade.report_failure(str(message))  # a new master of an upgrade: the old one says so
     return status
 
 
@@ -203,24 +208,44 @@ def wrap(cls, listener, handler, cfg):
     return server
 
 
-def open_listeners(cfg):
-    """The sockets to serve: --bind's, else systemd's, else the default address."""
-    if cfg.bind:
-        binds = [sockets.parse_bind(b) for b in cfg.bind]  # all parsed before any is bound
-        listeners = []
-        try:
-            for b in binds:
+def open_listeners(cfg, predecessor=None):
+    """The sockets to serve: --bind's, else systemd's, else the default address.  In
+    the new master of an upgrade, the old master's sockets are taken where they match."""
+    if not cfg.bind and predecessor:
+        passed = predecessor.take_systemd()
+        if passed:
+            return [sockets.Listener(spec, _adopt(fd), inherited=True) for spec, fd in passed]
+    if not cfg.bind:
+        passed = systemd.listen_fds()
+        if passed:
+            return [sockets.Listener(f"systemd:{name}", sock, inherited=True)
+                    for name, sock in passed]
+    binds = [sockets.parse_bind(b) for b in cfg.bind or [DEFAULT_BIND]]  # all checked first
+    listeners = []
+    try:
+        for b in binds:
+            taken = predecessor.take(b.spec) if predecessor else None
+            if taken:
+                fd, inherited = taken
+                path = b.address if b.family == socket.AF_UNIX and not inherited and \
+                    not b.address.startswith("\0") else ""
+                listeners.append(sockets.Listener(b.spec, _adopt(fd), path, inherited))
+            else:
                 listeners.append(sockets.open_listener(b, cfg.backlog, cfg.socket_mode,
                                                        cfg.socket_group))
-        except BaseException:
-            sockets.close_listeners(listeners, final=True)
-            raise
-        return listeners
-    inherited = systemd.listen_fds()
-    if inherited:
-        return [sockets.Listener(f"systemd:{name}", sock, inherited=True)
-                for name, sock in inherited]
-    return [sockets.open_listener(sockets.parse_bind(DEFAULT_BIND), cfg.backlog)]
+    except BaseException:
+        sockets.close_listeners(listeners, final=not predecessor)
+        raise
+    for spec, fd in predecessor.leftovers() if predecessor else ():
+        log.warning("upgrade: %s is no longer in --bind; closed here (the old master's "
+                    "workers serve it until they retire)", spec)
+        os.close(fd)
+    return listeners
+
+
+def _adopt(fd):
+    os.set_inheritable(fd, False)
+    return socket.socket(fileno=fd)
 
 
 def cmd_check(args):
@@ -263,10 +288,12 @@ class _Service:
     """What `prefork serve` owns besides the pool: sockets, pidfile, config on HUP."""
 
     def __init__(self, args):
+        self.predecessor = upgrade.Inherited.from_env()  # set when started by SIGUSR2
         self.args = args
         self.cfg = load_config(args)
         self.listeners = []
         self.pidfile = None
+        self.took_over = self.handed_over = False
 
     def reread(self, server):
         """on_reload: read the configuration again; an invalid one abandons the reload."""
@@ -293,10 +320,13 @@ class _Service:
         if cfg.umask is not None:
             os.umask(cfg.umask)  # before any file is made: the log, the pidfile, sockets
         stream = self._logging()
+        old = self.predecessor
         try:
-            self.listeners = open_listeners(cfg)
-            if cfg.pidfile:
-                self.pidfile = daemon_mod.PidFile(cfg.pidfile, write=not cfg.daemon)
+            self.listeners = open_listeners(cfg, old)
+            if cfg.pidfile and old and old.pidfile_fd >= 0:
+                self.pidfile = daemon_mod.PidFile.adopt(cfg.pidfile, old.pidfile_fd)
+            elif cfg.pidfile:
+                self.pidfile = daemon_mod.PidFile(cfg.pidfile, write=not cfg.daemon and not old)
             servers = []
             for listener in self.listeners:
                 cls = server_class(args.server, listener.sock.type)
@@ -305,10 +335,16 @@ class _Service:
             main_server.prefork_servers = tuple(servers[1:])
             main_server.on_reload = lambda: self.reread(main_server)
             main_server.prefork_control = control_path(cfg.control, cfg.pidfile)
-            if self.pidfile:  # its lock must die with the master, not live on in workers
-                main_server.prefork_master_fds = (self.pidfile.fd,)
+            # The pidfile's lock must die with the master, not live on in workers.
+            main_server.prefork_master_fds = tuple(
+                fd for fd in (self.pidfile.fd if self.pidfile else -1,
+                              old.ready_fd if old else -1) if fd >= 0)
+            main_server.prefork_upgrade = upgrade.Plan.for_this_process(
+                self.listeners, self.pidfile.fd if self.pidfile else -1)
+            if old:
+                main_server.prefork_takeover = self._take_over
             daemon_mod.drop_privileges(cfg.user, cfg.group)
-            if cfg.daemon:
+            if cfg.daemon and not old:  # a new master of an upgrade is detached already
                 keep = [lst.sock.fileno() for lst in self.listeners]
                 if self.pidfile:
                     keep.append(self.pidfile.fd)
@@ -318,11 +354,22 @@ class _Service:
             for lst in self.listeners:
                 log.info("listening on %s", lst.spec)
             main_server.serve_forever()
+            self.handed_over = main_server.prefork_handed_over
         finally:
-            sockets.close_listeners(self.listeners, final=True)
+            # After an upgrade the successor owns the socket files and the pidfile; a
+            # new master that never took over leaves them to the old one.
+            final = not self.handed_over and (not old or self.took_over)
+            sockets.close_listeners(self.listeners, final=final)
             if self.pidfile:
-                self.pidfile.release()
+                self.pidfile.release(remove=final)
         return 0
+
+    def _take_over(self):
+        """The new master of an upgrade is ready: the pidfile names it, the old goes."""
+        if self.pidfile:
+            self.pidfile.write()
+        self.took_over = True
+        self.predecessor.ready()
 
     def _logging(self):
         try:
@@ -391,6 +438,29 @@ def cmd_stop(args):
                           {"cmd": "stop", "fast": bool(args.fast)})
 
 
+UPGRADE_WAIT = 120.0  # at most; a new master that cannot boot gives up sooner
+
+
+def cmd_upgrade(args):
+    """Ask for an upgrade, then watch the control socket until the new master answers
+    there (it renames its socket into place when it takes over) or the old says why not."""
+    old = _ask(args, {"cmd": "status"})["master"]["pid"]
+    _ask(args, {"cmd": "upgrade"})
+    deadline = time.monotonic() + UPGRADE_WAIT
+    while time.monotonic() < deadline:
+        try:
+            now = _ask(args, {"cmd": "status"})
+        except PreforkError:
+            now = None  # between the two masters for an instant
+        if now and now["master"]["pid"] != old:
+            print(f"upgraded: master {now['master']['pid']} took over from master {old}")
+            return 0
+        if now and now["upgrade"]["new_master"] is None:
+            raise PreforkError(f"upgrade {now['upgrade']['last']}; master {old} keeps serving")
+        time.sleep(0.1)
+    raise PreforkError(f"no new master took over within {UPGRADE_WAIT:g}s; see the log")
+
+
 def cmd_scale(args):
     reply = _ask(args, {"cmd": "scale", "workers": args.workers})
     print(f"workers: {reply['workers']}")
@@ -432,4 +502,4 @@ def _age(seconds):
 
 
 COMMANDS = {"serve": cmd_serve, "check": cmd_check, "status": cmd_status,
-            "reload": cmd_reload, "stop": cmd_stop, "scale": cmd_scale}
+            "reload": cmd_reload, "upgrade": cmd_upgrade, "stop": cmd_stop, "scale": cmd_scale}

@@ -28,7 +28,7 @@ except ImportError:  # Python 3.10
 @dataclasses.dataclass(frozen=True)
 class Option:
     name: str
-    kind: str      # int, seconds, size, bool, str, mode, binds, level
+    kind: str      # int, workers, seconds, size, bool, str, mode, binds, level
     default: object
     help: str
     minimum: int = 0
@@ -38,9 +38,10 @@ OPTIONS = [
     Option("bind", "binds", (), "address to serve, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, "
            "unix:@NAME, udp://HOST:PORT, unixgram:PATH, fd://N (default: the sockets systemd "
            "passes, else 127.0.0.1:8000)"),
-    Option("workers", "int", 2, "worker processes to keep serving", 1),
+    Option("workers", "workers", 2, "worker processes to keep serving: N, or MIN..MAX for "
+           "an adaptive pool that grows while all are busy and shrinks when idle", 1),
     Option("max_workers", "int", 0, "hard cap on live worker processes, reloads included "
-           "(default: twice --workers)"),
+           "(default: twice --workers, or twice MAX)"),
     Option("max_requests", "int", 0, "recycle a worker after this many requests (0: never)"),
     Option("max_requests_jitter", "int", 0, "add a random 0..N to each worker's max_requests"),
     Option("timeout", "seconds", 30.0, "kill a worker silent this long, after logging its "
@@ -67,16 +68,17 @@ OPTIONS = [
 ]
 _BY_NAME = {o.name: o for o in OPTIONS}
 LEVELS = ("debug", "info", "warning", "error")
-POOL_SETTINGS = ("workers", "max_workers", "max_requests", "max_requests_jitter", "timeout",
-                 "boot_timeout", "graceful_timeout", "max_rss", "preload", "name")
+POOL_SETTINGS = ("workers", "workers_max", "max_workers", "max_requests", "max_requests_jitter",
+                 "timeout", "boot_timeout", "graceful_timeout", "max_rss", "preload", "name")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The settings.  Times are seconds; sizes are bytes; 0 means "no limit"."""
 
-    workers: int = 2
-    max_workers: int = 0          # 0: twice ``workers``
+    workers: int = 2              # given as (MIN, MAX) or "MIN..MAX": MIN, with MAX below
+    workers_max: int = 0          # an adaptive pool's MAX; 0: a fixed pool of ``workers``
+    max_workers: int = 0          # 0: twice ``workers`` (twice ``workers_max`` if adaptive)
     max_requests: int = 0
     max_requests_jitter: int = 0
     timeout: float = 30.0
@@ -100,15 +102,34 @@ class Config:
     debug: bool = False
 
     def __post_init__(self):
+        if isinstance(self.workers, str):
+            object.__setattr__(self, "workers",
+                               parse_value(_BY_NAME["workers"], self.workers, "workers"))
         for o in OPTIONS:
             _check(o, getattr(self, o.name), o.name)
+        if isinstance(self.workers, tuple):
+            low, high = self.workers
+            object.__setattr__(self, "workers", low)
+            object.__setattr__(self, "workers_max", high)
+        if isinstance(self.workers_max, bool) or not isinstance(self.workers_max, int) or \
+                (self.workers_max and self.workers_max < self.workers):
+            raise ConfigError(f"workers_max: expected 0 (a fixed pool) or a whole number >= "
+                              f"workers ({self.workers}), got {self.workers_max!r}")
         if self.max_workers == 0:
-            object.__setattr__(self, "max_workers", 2 * self.workers)
+            object.__setattr__(self, "max_workers", 2 * max(self.workers, self.workers_max))
+        if self.workers_max > self.max_workers:
+            raise ConfigError(f"workers {self.workers}..{self.workers_max} must not exceed "
+                              f"max_workers ({self.max_workers}); raise max_workers or lower "
+                              "the range")
         if self.workers > self.max_workers:
             raise ConfigError(f"workers ({self.workers}) must not exceed max_workers "
                               f"({self.max_workers}); raise max_workers or lower workers")
         if self.boot_timeout <= 0:
             raise ConfigError(f"boot_timeout must be more than 0 seconds, not {self.boot_timeout}")
+
+    @property
+    def adaptive(self):
+        return self.workers_max > self.workers
 
     @classmethod
     def from_object(cls, obj):
@@ -126,11 +147,18 @@ SETTINGS = tuple(f.name for f in dataclasses.fields(Config))
 def _check(o, value, where):
     """Type and range of an already-typed value; raise ConfigError naming *where*."""
     def bad(expected):
-        raise ConfigError(f"{where}: expected {expected}, got {value!r}")
+        shown = f"{value[0]!r}..{value[1]!r}" if isinstance(value, tuple) and \
+            len(value) == 2 else repr(value)
+        raise ConfigError(f"{where}: expected {expected}, got {shown}")
 
-    if o.kind in ("int", "size"):
+    if o.kind == "workers" and isinstance(value, tuple):
+        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                      for v in value) or not 1 <= value[0] <= value[1]:
+            bad("a range MIN..MAX of whole numbers with 1 <= MIN <= MAX")
+    elif o.kind in ("int", "size", "workers"):
         if isinstance(value, bool) or not isinstance(value, int) or value < o.minimum:
-            bad(f"a whole number >= {o.minimum}")
+            bad(f"a whole number >= {o.minimum}" + (" or a range MIN..MAX"
+                                                    if o.kind == "workers" else ""))
     elif o.kind == "seconds":
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or not math.isfinite(value) or value < 0:
@@ -163,6 +191,9 @@ def parse_value(o, text, where):
     try:
         if o.kind == "int":
             return int(text)
+        if o.kind == "workers":
+            low, sep, high = text.partition("..")
+            return (int(low), int(high)) if sep else int(text)
         if o.kind == "seconds":
             return float(text)
         if o.kind == "size":
@@ -185,7 +216,8 @@ def parse_value(o, text, where):
             return text.lower()
         return text
     except ValueError:
-        expected = {"int": "a whole number", "seconds": "a number of seconds",
+        expected = {"int": "a whole number", "workers": "a whole number or a range such "
+                    "as 2..16", "seconds": "a number of seconds",
                     "size": "a size such as 512M or 1G", "bool": "true or false",
                     "mode": "an octal mode such as 0660"}[o.kind]
         raise ConfigError(f"{where}: expected {expected}, got {text!r}") from None
@@ -211,7 +243,7 @@ def _from_file(path):
         if o.kind == "binds":
             value = (value,) if isinstance(value, str) else tuple(value) \
                 if isinstance(value, list) else value
-        elif o.kind == "mode" and isinstance(value, str):
+        elif o.kind in ("mode", "workers") and isinstance(value, str):
             value = parse_value(o, value, where)
         elif o.kind == "size" and isinstance(value, str):
             value = parse_value(o, value, where)

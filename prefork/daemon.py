@@ -45,6 +45,22 @@ class PidFile:
         if write:
             self.write()
 
+    @classmethod
+    def adopt(cls, path, fd):
+        """Hold the lock an old master passed on with *fd* (an upgrade); the pid is
+        written at takeover.  A pidfile moved to another path is locked afresh."""
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if not same:
+            os.close(fd)
+            return cls(path, write=False)
+        os.set_inheritable(fd, False)
+        self = cls.__new__(cls)
+        self.path, self.fd = path, fd
+        return self
+
     def write(self, pid=None):
         """(Re)write the pid, after a fork into the background for instance."""
         data = f"{pid or os.getpid()}\n".encode()
@@ -86,6 +102,8 @@ def drop_privileges(user, group):
         gid = group_id(group) if group else (pwd.getpwuid(uid).pw_gid if uid is not None else None)
     except KeyError as e:
         raise ConfigError(f"no such {e.args[0]}") from None
+    if uid in (None, os.getuid()) and gid in (None, os.getgid()):
+        return  # already there (a new master of an upgrade, started by a switched one)
     try:
         if gid is not None:
             os.setgroups([gid] if uid is None else os.getgrouplist(pwd.getpwuid(uid).pw_name,

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 
-from . import limits, logs, policy
+from . import adaptive, control, limits, logs, policy, upgrade
 from .control import ControlSocket
 from .errors import BootError, PreforkError
 from .scoreboard import Scoreboard
@@ -35,7 +35,7 @@ RSS_SAMPLE_INTERVAL = 1.0
 LOOP_ERROR_PAUSE = 0.5  # after an unexpected error, so a persistent one cannot spin
 
 
-class Master:
+class Master(upgrade.UpgradeSteps):
     """Runs the pool for *server* (a PreforkMixIn server) with settings *cfg*."""
 
     def __init__(self, server, cfg):
@@ -60,6 +60,12 @@ class Master:
         self.started = time.time()
         self.announced = False  # READY=1 sent for the first generation
         self.last_reload = ""
+        self.successor = None  # the new master of an upgrade in progress: its pid, pipe...
+        self.handed_over = False  # to a successor: unlink nothing, tell systemd nothing
+        self.last_upgrade = ""  # how the last upgrade this master started ended
+        self.adapter = None
+        self._next_adapt = None
+        self._adapt_to(cfg)
 
     # -- the loop -------------------------------------------------------------------
 
@@ -84,7 +90,8 @@ class Master:
                 self.poller.register(self.inbox, select.POLLIN)
             control_path = getattr(self.server, "prefork_control", "")
             if control_path:
-                self.control = ControlSocket(control_path)
+                takeover = getattr(self.server, "prefork_takeover", None)
+                self.control = ControlSocket(control_path, staged=takeover is not None)
                 self.poller.register(self.control, select.POLLIN)
             self.server.service_actions()
             while not self.done:
@@ -102,7 +109,9 @@ class Master:
 
     def _turn(self):
         deadline = self.pool.next_deadline(self._beats())
-        for extra in (self._next_rss if self.cfg.max_rss else None, self._next_watchdog):
+        for extra in (self._next_rss if self.cfg.max_rss else None, self._next_watchdog,
+                      self._next_adapt,
+                      self.successor and not self.handed_over and self.successor.deadline):
             if extra is not None:
                 deadline = extra if deadline is None else min(deadline, extra)
         timeout = None if deadline is None else max(0, deadline - time.monotonic())
@@ -116,7 +125,9 @@ class Master:
             elif fd == self._waker_r.fileno():
                 self._drain_waker()
             elif self.control and fd == self.control.fileno():
-                self.control.serve_one(self._command)
+                self.control.serve_one(lambda request: control.answer(self, request))
+            elif self.successor and fd == self.successor.pipe:
+                self._on_successor_message()
             else:
                 self._on_worker_message(fd)
         self.server.service_actions()
@@ -134,14 +145,41 @@ class Master:
                     why = f"uses {rss // mib} MiB (max_rss {self.cfg.max_rss // mib} MiB)"
                     self._apply(self.pool.over_limit(pid, why, now))
         self._apply(self.pool.tick(now, self._beats()))
+        if self.adapter and now >= self._next_adapt:
+            self._next_adapt = now + adaptive.INTERVAL
+            self._adapt(now)
         if self._next_watchdog is not None and now >= self._next_watchdog:
             # Sent from the loop itself: if the loop hangs, systemd stops hearing it.
             self.notifier.send(WATCHDOG=1)
             self._next_watchdog = now + self.notifier.watchdog_interval
+        self._check_successor(now)
         if not self.announced and self.pool.counts()[policy.READY] >= self.pool.target:
             self.announced = True
             log.info("ready: %s", self.status())
-            self.notifier.send(READY=1, STATUS=self.status())
+            self._announce()
+
+    def _adapt_to(self, cfg):
+        """An adaptive pool (workers MIN..MAX) gets an Adapter; a fixed one none."""
+        if not cfg.adaptive:
+            self.adapter = self._next_adapt = None
+        elif self.adapter is None:
+            self.adapter = adaptive.Adapter(cfg.workers, cfg.workers_max)
+            self._next_adapt = time.monotonic()
+        else:
+            self.adapter.low, self.adapter.high = cfg.workers, cfg.workers_max
+            self.adapter.reset()
+
+    def _adapt(self, now):
+        pool = self.pool
+        if pool.reload_gen is not None or pool.stopping is not None:
+            self.adapter.reset()  # the pool is changing for other reasons: look again later
+            return
+        busy = {w.pid: self.board[w.slot].busy_time(now) for w in pool.workers.values()
+                if w.state == policy.READY}
+        change, why = self.adapter.observe(now, busy, pool.target)
+        if change:
+            log.info("adaptive pool: %s", why)
+            self._apply(pool.scale(change))
 
     def status(self):
         """One line on the pool, for logs and systemd's STATUS=."""
@@ -152,6 +190,8 @@ class Master:
         if self.pool.reloads["ok"] or self.pool.reloads["failed"]:
             line += (f"; reloads: {self.pool.reloads['ok']} ok, "
                      f"{self.pool.reloads['failed']} failed, last {self.last_reload}")
+        if self.successor and not self.handed_over:
+            line += f"; upgrading: new master {self.successor.pid} starting"
         return line
 
     def request_stop(self):
@@ -167,11 +207,11 @@ class Master:
     def _on_signal(self, signum):
         now = time.monotonic()
         if signum == signal.SIGHUP:
-            self._reload(now)
+            self.reload(now)
         elif signum == signal.SIGTERM:
-            self._stop(True, now, "SIGTERM")
+            self.stop(True, now, "SIGTERM")
         elif signum in (signal.SIGINT, signal.SIGQUIT):
-            self._stop(False, now, signal.Signals(signum).name)
+            self.stop(False, now, signal.Signals(signum).name)
         elif signum == signal.SIGTTIN:
             self._apply(self.pool.scale(+1))
         elif signum == signal.SIGTTOU:
@@ -179,13 +219,14 @@ class Master:
         elif signum == signal.SIGUSR1:
             self._reopen_logs()
         elif signum == signal.SIGUSR2:
-            log.warning("SIGUSR2: upgrading in place is not available in this version; ignored")
+            self.start_upgrade(now)
         # SIGCHLD only wakes the loop: reaping happens in service_actions().
 
-    def _reload(self, now):
+    def reload(self, now):
         try:
             self.server.on_reload()
             self.pool.reconfigure(self.server.prefork_config(), self.board.size)
+            self._adapt_to(self.pool.cfg)
         except Exception as e:
             log.error("reload abandoned, workers unchanged: %s", e,
                       exc_info=not isinstance(e, PreforkError))
@@ -197,49 +238,15 @@ class Master:
             self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
         return ""
 
-    def _command(self, request):
-        """Answer a control-socket request (see control.py)."""
-        cmd, now = request.get("cmd"), time.monotonic()
-        if cmd == "status":
-            return {"ok": True, **self.snapshot()}
-        if cmd == "reload":
-            error = self._reload(now)
-            return {"ok": not error, "error": error} if error else {"ok": True}
-        if cmd == "stop":
-            self._stop(not request.get("fast"), now, "control socket")
-            return {"ok": True}
-        if cmd == "scale":
-            n = request.get("workers")
-            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= self.cfg_max():
-                return {"ok": False, "error": f"workers must be a whole number from 1 to "
-                                              f"max_workers ({self.cfg_max()}), not {n!r}"}
-            self._apply(self.pool.scale(n - self.pool.target))
-            return {"ok": True, "workers": self.pool.target}
-        return {"ok": False, "error": f"unknown command {cmd!r}; try status, reload, stop "
-                                      "or scale"}
-
-    def cfg_max(self):
-        return self.pool.cfg.max_workers
-
-    def snapshot(self):
-        """The pool as data: the master, each worker, and totals."""
-        now = time.monotonic()
-        rss = limits.sample_rss([os.getpid(), *self.pool.workers])
-        workers = []
-        for w in sorted(self.pool.workers.values(), key=lambda w: w.slot):
-            slot = self.board[w.slot]
-            workers.append({"pid": w.pid, "slot": w.slot, "generation": w.generation,
-                            "state": w.state, "requests": slot.requests,
-                            "rss": rss.get(w.pid, 0), "age": round(now - w.spawned, 3)})
-        return {"master": {"pid": os.getpid(), "name": self.cfg.name,
-                           "rss": rss.get(os.getpid(), 0),
-                           "uptime": round(time.time() - self.started, 3)},
-                "generation": self.pool.generation, "target": self.pool.target,
-                "max_workers": self.cfg_max(), "reloads": dict(self.pool.reloads),
-                "workers": workers,
-                "totals": {"workers": len(workers),
-                           "requests": sum(w["requests"] for w in workers),
-                           "rss": sum(w["rss"] for w in workers) + rss.get(os.getpid(), 0)}}
+    def scale_to(self, n):
+        """Set the pool's size (the control socket's `scale`); return why not, or ""."""
+        top = self.pool.cfg.max_workers
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= top:
+            return f"workers must be a whole number from 1 to max_workers ({top}), not {n!r}"
+        self._apply(self.pool.scale(n - self.pool.target))
+        if self.adapter:
+            self.adapter.reset()
+        return ""
 
     def _drain_waker(self):
         try:
@@ -249,10 +256,13 @@ class Master:
             pass
         if self._stop_requested:
             self._stop_requested = False
-            self._stop(True, time.monotonic(), "shutdown()")
+            self.stop(True, time.monotonic(), "shutdown()")
 
-    def _stop(self, graceful, now, why):
+    def stop(self, graceful, now, why):
         log.info("%s: %s stop", why, "graceful" if graceful else "fast")
+        if self.successor and not self.handed_over:
+            log.warning("upgrade: stopping the new master %d too", self.successor.pid)
+            self._kill(self.successor.pid, signal.SIGTERM if graceful else signal.SIGINT)
         self.notifier.send(STOPPING=1, STATUS="stopping")
         self._apply(self.pool.stop(graceful, now))
 
@@ -282,6 +292,9 @@ class Master:
             if pid == 0:
                 return
             now = time.monotonic()
+            if self.successor and pid == self.successor.pid:
+                self._successor_exited(os.waitstatus_to_exitcode(status))
+                continue
             w = self.pool.workers.get(pid)
             note = ""
             if w is not None:
@@ -290,6 +303,30 @@ class Master:
                 slot.release()
             self._close_channel(pid)
             self._apply(self.pool.exited(pid, os.waitstatus_to_exitcode(status), note, now))
+
+    # -- upgrade: the steps are in upgrade.UpgradeSteps; the fork is here -----------------
+
+    def _fork_successor(self, plan):
+        """Fork the process that execs the new master image: (pid, read end of its pipe)."""
+        read_end, write_end = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_end)
+            os.close(write_end)
+            raise
+        if pid == 0:
+            os.close(read_end)
+            upgrade.exec_image(plan, write_end)  # never returns
+        os.close(write_end)
+        os.set_blocking(read_end, False)
+        return pid, read_end
+
+    def _kill(self, pid, signum):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
 
     # -- actions ----------------------------------------------------------------------
 
@@ -300,10 +337,7 @@ class Master:
             elif isinstance(act, policy.Retire):
                 self._send(act.pid, b"Q")
             elif isinstance(act, policy.Signal):
-                try:
-                    os.kill(act.pid, act.signum)
-                except ProcessLookupError:
-                    pass
+                self._kill(act.pid, act.signum)
             elif isinstance(act, policy.Log):
                 getattr(log, act.level)("%s", act.message)
             elif isinstance(act, policy.ReloadDone):
@@ -320,7 +354,7 @@ class Master:
             elif isinstance(act, policy.GiveUp):
                 log.error("%s", act.message)
                 self.failure = act
-                self._stop(False, time.monotonic(), "workers cannot boot")
+                self.stop(False, time.monotonic(), "workers cannot boot")
             elif isinstance(act, policy.Stopped):
                 self.done = True
 
@@ -389,6 +423,8 @@ class Master:
             fds.append(self.notifier.fileno())
         if self.control:
             fds.append(self.control.fileno())
+        if self.successor:
+            fds.append(self.successor.pipe)
         return fds
 
     def _reopen_logs(self):
@@ -414,6 +450,13 @@ class Master:
                 pass
         for pid in list(self.channels):
             self._close_channel(pid)
+        if self.successor:
+            if not self.handed_over:  # told to stop in _stop(); it leaves promptly
+                try:
+                    os.waitpid(self.successor.pid, 0)
+                except ChildProcessError:
+                    pass
+            os.close(self.successor.pipe)
         if self.inbox:
             self.inbox.restore()
         if self.board:

@@ -26,7 +26,7 @@ class PreforkMixIn:
     """Serve requests in a supervised pool of pre-forked worker processes.
 
     Settings (class attributes; see Config for their meaning):
-        workers, max_workers, max_requests, max_requests_jitter, timeout,
+        workers, workers_max, max_workers, max_requests, max_requests_jitter, timeout,
         boot_timeout, graceful_timeout, max_rss, preload, name
     Hooks a subclass may override:
         pre_fork(worker)     in the master, before a worker is forked
@@ -39,7 +39,8 @@ class PreforkMixIn:
     worker imports after its fork, so a reload serves the code then on disk.
     """
 
-    workers = 2
+    workers = 2  # or "MIN..MAX" / (MIN, MAX): an adaptive pool
+    workers_max = 0
     max_workers = 0
     max_requests = 0
     max_requests_jitter = 0
@@ -55,6 +56,12 @@ class PreforkMixIn:
     # Descriptors only the master may hold (the `prefork` command's pidfile lock):
     # closed in every worker right after fork.
     prefork_master_fds = ()
+    # The zero-downtime upgrade (SIGUSR2), filled by the `prefork` command: the plan for
+    # starting a successor, the new master's takeover step, and whether this master
+    # handed over (so its sockets and files now belong to the successor).
+    prefork_upgrade = None
+    prefork_takeover = None
+    prefork_handed_over = False
 
     _master = None
     _stop_before_start = False

@@ -183,9 +183,12 @@ class Pool:
         """New settings (a reload read them).  The scoreboard was sized at start, so
         max_workers cannot grow past *slots* until a restart."""
         if cfg.max_workers > slots:
-            cfg = cfg.replace(max_workers=slots, workers=min(cfg.workers, slots))
+            cfg = cfg.replace(max_workers=slots, workers=min(cfg.workers, slots),
+                              workers_max=min(cfg.workers_max, slots))
         self.cfg = cfg
-        self.target = cfg.workers
+        # An adaptive pool keeps the size the load made, within the new range.
+        self.target = min(max(self.target, cfg.workers), cfg.workers_max) if cfg.adaptive \
+            else cfg.workers
 
     def scale(self, delta):
         target = min(max(self.target + delta, 1), self.cfg.max_workers)

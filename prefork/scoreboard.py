@@ -17,11 +17,12 @@ __all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING"]
 
 BOOTING, IDLE, BUSY, STOPPING = 1, 2, 3, 4
 
-# pid, generation, state, requests, heartbeat (monotonic), started (monotonic), note.
-# Fields sit at aligned offsets: 0 pid i32, 4 generation u32, 8 state u32,
-# 16 requests u64, 24 heartbeat f64, 32 started f64, 40 note (bytes, NUL-padded).
-_PID, _GEN, _STATE, _REQUESTS, _BEAT, _STARTED, _NOTE = 0, 4, 8, 16, 24, 32, 40
-NOTE_SIZE = 216
+# pid, generation, state, requests, heartbeat (monotonic), started (monotonic), busy
+# (seconds spent in finished requests), note.  Fields sit at aligned offsets: 0 pid
+# i32, 4 generation u32, 8 state u32, 16 requests u64, 24 heartbeat f64, 32 started
+# f64, 40 busy f64, 48 note (bytes, NUL-padded).
+_PID, _GEN, _STATE, _REQUESTS, _BEAT, _STARTED, _BUSY, _NOTE = 0, 4, 8, 16, 24, 32, 40, 48
+NOTE_SIZE = 208
 SLOT_SIZE = _NOTE + NOTE_SIZE  # 256
 
 
@@ -33,11 +34,13 @@ _STATE_BEAT = struct.Struct("I4xQd")  # state (+pad), requests, heartbeat: offse
 class Slot:
     """A view of one slot; cheap to make, holds no copy of the data."""
 
-    __slots__ = ("_buf", "_base", "index", "_served")
+    __slots__ = ("_buf", "_base", "index", "_served", "_busy", "_busy_since")
 
     def __init__(self, buf, index):
         self._buf, self._base, self.index = buf, index * SLOT_SIZE, index
         self._served = 0  # the worker's own count, mirrored into the slot
+        self._busy = 0.0  # the worker's own busy total, mirrored likewise
+        self._busy_since = None
 
     def _get(self, st, off):
         return st.unpack_from(self._buf, self._base + off)[0]
@@ -52,6 +55,14 @@ class Slot:
     requests = property(lambda self: self._get(_U64, _REQUESTS))
     heartbeat = property(lambda self: self._get(_F64, _BEAT))
     started = property(lambda self: self._get(_F64, _STARTED))
+
+    def busy_time(self, now):
+        """Seconds this worker has spent inside requests, the one in progress included
+        (a state change records its time in the heartbeat field)."""
+        total = self._get(_F64, _BUSY)
+        if self.state == BUSY:
+            total += max(0.0, now - self.heartbeat)
+        return total
 
     @property
     def note(self):
@@ -75,8 +86,12 @@ class Slot:
 
     def set_state(self, state, now=None):
         """Record a state change with its time, and the requests served so far."""
-        _STATE_BEAT.pack_into(self._buf, self._base + _STATE, state, self._served,
-                              time.monotonic() if now is None else now)
+        now = time.monotonic() if now is None else now
+        _STATE_BEAT.pack_into(self._buf, self._base + _STATE, state, self._served, now)
+        if self._busy_since is not None:  # after the state: a reader may undercount, never
+            self._busy += now - self._busy_since  # count one request twice
+            self._put(_F64, _BUSY, self._busy)
+        self._busy_since = now if state == BUSY else None
 
     def beat(self, now=None):
         self._put(_F64, _BEAT, time.monotonic() if now is None else now)

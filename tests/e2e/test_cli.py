@@ -60,7 +60,7 @@ def appdir(tmp_path):
     (["serve", "--wrokers", "3", "app:Handler"], {}, 2,
      "unknown option --wrokers (did you mean --workers?)"),
     (["serve", "--workers", "many", "app:Handler"], {}, 2,
-     "--workers: expected a whole number, got 'many'"),
+     "--workers: expected a whole number or a range such as 2..16, got 'many'"),
     (["serve", "--workers", "0", "app:Handler"], {}, 2, "workers: expected a whole number >= 1"),
     (["serve", "--timeout", "-3", "app:Handler"], {}, 2,
      "timeout: expected a number of seconds >= 0"),
@@ -72,7 +72,7 @@ def appdir(tmp_path):
      "--bind 'localhost' is not an address; use HOST:PORT"),
     (["serve", "app"], {}, 2, "handler 'app' is not of the form MODULE:NAME"),
     (["serve", "app:Handler"], {"PREFORK_WORKERS": "two"}, 2,
-     "PREFORK_WORKERS: expected a whole number, got 'two'"),
+     "PREFORK_WORKERS: expected a whole number or a range such as 2..16, got 'two'"),
     (["serve", "app:Handler"], {"PREFORK_WROKERS": "2"}, 2,
      "unknown environment variable PREFORK_WROKERS (did you mean PREFORK_WORKERS?)"),
     (["serve", "--config", "missing.toml", "app:Handler"], {}, 2,
@@ -98,10 +98,11 @@ def test_a_config_file_with_an_unknown_key_or_a_bad_value(appdir):
     code, _, err = prefork("check", "--config", "typo.toml", "app:Handler", cwd=appdir)
     assert code == 2
     assert "unknown key 'wrokers' in typo.toml (did you mean workers?)" in one_error_line(err)
-    (appdir / "bad.toml").write_text("workers = 'three'\n")
+    (appdir / "bad.toml").write_text("workers = true\n")
     code, _, err = prefork("check", "--config", "bad.toml", "app:Handler", cwd=appdir)
     assert code == 2
-    assert "key 'workers' in bad.toml: expected a whole number >= 1" in one_error_line(err)
+    assert "key 'workers' in bad.toml: expected a whole number >= 1 or a range MIN..MAX" \
+        in one_error_line(err)
     (appdir / "garbled.toml").write_text("workers = \n")
     code, _, err = prefork("check", "--config", "garbled.toml", "app:Handler", cwd=appdir)
     assert code == 2 and "is not valid TOML" in one_error_line(err)

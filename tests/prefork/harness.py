@@ -9,6 +9,7 @@ stops the master (TERM, then KILL after a bound) and checks no worker is left.
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -66,9 +67,12 @@ class Running:
         self.notify_path = os.path.join(sockdir, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
+        # As systemd does: the kernel tells which process sent each message.
+        self.notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         if notify_mode is not None:  # for a master that will not be root
             os.chmod(self.notify_path, notify_mode)
         self.messages = []
+        self.senders = []  # the pid that sent each of self.messages
         self.errlog = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=os.pathsep.join([*pythonpath, HERE, ROOT]), **(env or {}))
@@ -118,13 +122,17 @@ class Running:
                                      f"got {self.messages}\n{self.log()}")
             self.notify.settimeout(min(left, 0.2))
             try:
-                msg = self.notify.recv(4096).decode()
+                data, ancillary, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(12))
             except TimeoutError:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"master exited ({self.proc.returncode}) before "
                                          f"{text!r}\n{self.log()}") from None
                 continue
+            msg = data.decode()
+            sender = next((struct.unpack("3i", cdata[:12])[0] for level, kind, cdata
+                           in ancillary if kind == socket.SCM_CREDENTIALS), 0)
             self.messages.append(msg)
+            self.senders.append(sender)
             if text in msg:
                 return msg
 

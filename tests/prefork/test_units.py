@@ -29,9 +29,16 @@ def test_every_pool_setting_has_a_class_default_on_the_mixin():
 
 
 @pytest.mark.parametrize("settings,message", [
-    ({"workers": 0}, "workers: expected a whole number >= 1, got 0"),
-    ({"workers": "4"}, "workers: expected a whole number >= 1, got '4'"),
-    ({"workers": True}, "workers: expected a whole number >= 1, got True"),
+    ({"workers": 0}, "workers: expected a whole number >= 1 or a range MIN..MAX, got 0"),
+    ({"workers": "lots"}, "workers: expected a whole number or a range such as 2..16, "
+                          "got 'lots'"),
+    ({"workers": True}, "workers: expected a whole number >= 1 or a range MIN..MAX, got True"),
+    ({"workers": "4..2"}, "workers: expected a range MIN..MAX of whole numbers with "
+                          "1 <= MIN <= MAX, got 4..2"),
+    ({"workers": (0, 3)}, "with 1 <= MIN <= MAX, got 0..3"),
+    ({"workers": "2..16", "max_workers": 8}, "workers 2..16 must not exceed max_workers (8)"),
+    ({"workers": 4, "workers_max": 2}, "workers_max: expected 0 (a fixed pool) or a whole "
+                                       "number >= workers (4), got 2"),
     ({"timeout": -1}, "timeout: expected a number of seconds >= 0, got -1"),
     ({"timeout": float("nan")}, "timeout: expected a number of seconds >= 0"),
     ({"boot_timeout": 0}, "boot_timeout must be more than 0"),
@@ -45,6 +52,13 @@ def test_bad_settings_name_the_fault(settings, message):
     with pytest.raises(ConfigError) as info:
         Config(**settings)
     assert message in str(info.value)
+
+
+def test_a_workers_range_makes_an_adaptive_pool():
+    cfg = Config(workers="2..16")
+    assert (cfg.workers, cfg.workers_max, cfg.max_workers, cfg.adaptive) == (2, 16, 32, True)
+    assert Config(workers=(3, 3)).adaptive is False  # a range of one size is fixed
+    assert Config(workers=4).workers_max == 0 and not Config(workers=4).adaptive
 
 
 def test_max_workers_defaults_to_twice_workers():

@@ -1,0 +1,186 @@
+"""The zero-downtime upgrade (SIGUSR2): a new master image takes over the sockets.
+
+The new master is started by the old one and outlives it, so these tests make
+themselves a child subreaper: the orphaned new master becomes the test's child,
+which the test stops and reaps (and the leak check would see if it did not).
+"""
+
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ..prefork.harness import ROOT, Load, Running, descendants, wait_for
+from .test_nginx import HttpLoad, Nginx, free_port
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        pytest.skip("prctl(PR_SET_CHILD_SUBREAPER) is not allowed here")
+    try:
+        yield
+    finally:
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+class NewMaster:
+    """The master an upgrade started, once it is this test's (orphaned) child."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.status = None
+
+    def workers(self):
+        return sorted(p.pid for p in descendants(self.pid))
+
+    def reaped(self):
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = os.waitstatus_to_exitcode(status)
+        return self.status is not None
+
+    def stop(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            wait_for(self.reaped, f"new master {self.pid} to stop")
+        return self.status
+
+
+def upgrade(m, signal_it=True):
+    """Send USR2 to the master of *m*; wait for the new master's MAINPID= + READY=1."""
+    if signal_it:
+        m.signal(signal.SIGUSR2)
+    msg = m.expect("MAINPID=")
+    new = NewMaster(int(re.search(r"MAINPID=(\d+)", msg)[1]))
+    assert "READY=1" in msg and new.pid != m.pid
+    # Sent by the new master itself (NotifyAccess=all lets it), while the old one lives.
+    assert m.senders[m.messages.index(msg)] == new.pid
+    return new
+
+
+def prefork(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "prefork", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=20,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_usr2_hands_over_to_a_new_master_without_a_failed_request(sockdir):
+    pidfile = os.path.join(sockdir, "m.pid")
+    new = None
+    with subreaper(), Running(sockdir, cli=["--pidfile", pidfile, "--workers", "2",
+                                            "apps:Probe"],
+                              env={"WATCHDOG_USEC": "400000"}) as m:
+        try:
+            old_workers = set(m.worker_pids())
+            with Load(m, max_seconds=30) as load:
+                wait_for(lambda: load.ok > 20, "requests before the upgrade")
+                new = upgrade(m)
+                assert m.wait_exit() == 0  # the old master retired its workers and left
+                new_workers = set(new.workers())
+                assert len(new_workers) == 2 and not new_workers & old_workers
+                wait_for(lambda n=load.ok: load.ok > n + 50, "requests after the upgrade")
+            assert load.errors == []
+            served_by = {int(a) for a in load.answers}
+            assert served_by & old_workers and served_by & new_workers
+            # systemd keeps hearing from the service: the new master feeds the watchdog.
+            m.expect("WATCHDOG=1")
+            assert m.senders[-1] == new.pid
+            log = m.log()
+            assert log.index(f"master {new.pid} takes over") < log.index("retiring the workers")
+            # The pidfile and the control socket follow the new master.
+            with open(pidfile) as f:
+                assert int(f.read()) == new.pid
+            status = prefork("status", "--pidfile", pidfile, cwd=sockdir)
+            assert status.returncode == 0 and f"master {new.pid}" in status.stdout
+            assert new.stop() == 0
+        finally:
+            if new:
+                new.stop()
+    assert not os.path.exists(pidfile) and not os.path.exists(pidfile + ".ctl")
+
+
+def test_a_new_image_that_fails_leaves_the_old_master_serving(sockdir, tmp_path):
+    app = tmp_path / "shopapp.py"
+    app.write_text("from apps import Probe as Handler\n")
+    pidfile = os.path.join(sockdir, "m.pid")
+    new = None
+    with subreaper(), Running(sockdir, cli=["--pidfile", pidfile, "--workers", "2",
+                                            "shopapp:Handler"],
+                              pythonpath=[str(tmp_path)]) as m:
+        try:
+            old_workers = m.worker_pids()
+            app.write_text("this is not python(\n")  # a bad deploy
+            failed = prefork("upgrade", "--pidfile", pidfile, cwd=sockdir)
+            assert failed.returncode == 1 and failed.stderr.count("\n") == 1
+            assert failed.stderr.startswith("prefork: error: upgrade failed: cannot import "
+                                            "handler module 'shopapp': SyntaxError")
+            assert f"master {m.pid} keeps serving" in failed.stderr
+            msg = m.expect("upgrade failed")
+            assert "SyntaxError" in msg and "cannot import handler module 'shopapp'" in msg
+            assert f"upgrade abandoned, master {m.pid} keeps serving" in m.log()
+            assert int(m.request()) in old_workers
+            with open(pidfile) as f:
+                assert int(f.read()) == m.pid
+            status = prefork("status", "--pidfile", pidfile, cwd=sockdir)
+            assert f"master {m.pid}" in status.stdout
+            # The next deploy is good: the upgrade goes through.
+            app.write_text("from apps import Probe as Handler\n")
+            done = prefork("upgrade", "--pidfile", pidfile, cwd=sockdir)
+            new = upgrade(m, signal_it=False)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout == f"upgraded: master {new.pid} took over from master {m.pid}\n"
+            assert m.wait_exit() == 0
+            assert int(m.request()) in new.workers()
+        finally:
+            if new:
+                new.stop()
+
+
+def test_usr2_of_a_library_server_is_ignored_with_a_reason(sockdir):
+    with Running(sockdir) as m:
+        m.signal(signal.SIGUSR2)
+        wait_for(lambda: "upgrade (SIGUSR2) refused" in m.log(), "the warning")
+        assert "needs the `prefork serve` command" in m.log()
+        assert m.request()
+
+
+def test_upgrade_through_nginx_fails_no_request(sockdir, tmp_path):
+    os.chmod(sockdir, 0o711)
+    sock = os.path.join(sockdir, "shop.sock")
+    pidfile = os.path.join(sockdir, "shop.pid")
+    new = None
+    with subreaper(), Running(sockdir, cli=[
+            "--bind", f"unix:{sock}", "--socket-group", "nogroup", "--pidfile", pidfile,
+            "--workers", "4", "examples.hello:Hello"]) as m:
+        nginx = Nginx(str(tmp_path / "nginx"), sock, free_port())
+        load = HttpLoad(nginx)
+        load.start()
+        try:
+            wait_for(lambda: load.ok > 50, "requests before the upgrade")
+            new = upgrade(m)
+            assert m.wait_exit() == 0
+            assert os.path.exists(sock)  # the old master left the socket file to the new
+            wait_for(lambda n=load.ok: load.ok > n + 200, "requests after the upgrade")
+            answers = {nginx.get()[1] for _ in range(20)}
+            assert answers <= {f"hello from worker {pid}\n".encode() for pid in new.workers()}
+        finally:
+            load.stop_event.set()
+            load.join(30)
+            nginx.close()
+            if new:
+                new.stop()
+        assert load.bad == [] and load.ok > 250
+    assert not os.path.exists(sock)  # unlinked at the new master's final stop
