@@ -11,28 +11,27 @@ over the interval is the load: how many workers were busy on average.
   to ``STEP_CAP`` (as Apache's prefork MPM does with its spawn rate), never past
   MAX.  An interval that is not saturated resets the step to one.
 * Shrink when more than ``SPARE`` workers' worth of capacity has sat idle for
-  ``SHRINK_AFTER`` seconds: one worker is retired, and the next only after
-  another such period, never below MIN.  Growing is fast and shrinking slow, so a
-  burst finds its workers still there when it comes back.
+  ``shrink_after`` seconds (a setting, 10 by default): one worker is retired, and
+  the next only after another such period, never below MIN.  Growing is fast and
+  shrinking slow, so a burst finds its workers still there when it comes back.
 
 The master applies a decision through the pool's own scaling, so ``max_workers``
 still bounds every instant, and it asks nothing during a reload or a stop.
 """
 
-__all__ = ["Adapter", "INTERVAL", "GROW_AT", "STEP_CAP", "SPARE", "SHRINK_AFTER"]
+__all__ = ["Adapter", "INTERVAL", "GROW_AT", "STEP_CAP", "SPARE"]
 
 INTERVAL = 0.5       # seconds between looks at the load
 GROW_AT = 0.9        # the busy fraction of the ready workers that counts as saturated
 STEP_CAP = 8         # the most workers added in one interval
 SPARE = 2.0          # idle capacity (in workers) kept without shrinking
-SHRINK_AFTER = 10.0  # seconds of idle surplus before one worker is retired
 
 
 class Adapter:
     """Turns busy-time samples into "add n" / "retire one" decisions for LOW..HIGH."""
 
-    def __init__(self, low, high):
-        self.low, self.high = low, high
+    def __init__(self, low, high, shrink_after=10.0):
+        self.low, self.high, self.shrink_after = low, high, shrink_after
         self.step = 1
         self.load = 0.0         # busy workers on average over the last interval
         self._last = None       # (time, {pid: busy seconds}) of the previous sample
@@ -65,10 +64,10 @@ class Adapter:
         if self._idle_since is None:
             self._idle_since = now
             return 0, ""
-        if now - self._idle_since < SHRINK_AFTER:
+        if now - self._idle_since < self.shrink_after:
             return 0, ""
         self._idle_since = now  # the next one only after another full period
-        return -1, (f"{idle:.1f} workers idle for {SHRINK_AFTER:g}s (load {self.load:.1f}): "
+        return -1, (f"{idle:.1f} workers idle for {self.shrink_after:g}s (load {self.load:.1f}): "
                     f"one fewer, down to {self.low}")
 
     def reset(self):

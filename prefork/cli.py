@@ -474,10 +474,15 @@ def cmd_status(args):
         return 0
     m = reply["master"]
     name = f" [{m['name']}]" if m["name"] else ""
+    adaptive = reply["adaptive"]
+    sizing = f"adaptive {adaptive['min']}..{adaptive['max']}, load {adaptive['load']:.1f}; " \
+        if adaptive else ""
     print(f"master {m['pid']}{name}: generation {reply['generation']}, "
-          f"{reply['target']} workers wanted (max {reply['max_workers']}), "
+          f"{reply['target']} workers wanted ({sizing}max {reply['max_workers']}), "
           f"up {_age(m['uptime'])}, reloads {reply['reloads']['ok']} ok / "
           f"{reply['reloads']['failed']} failed")
+    if reply["upgrade"]["new_master"]:
+        print(f"upgrading: new master {reply['upgrade']['new_master']} starting")
     print(f"{'PID':>8} {'SLOT':>4} {'GEN':>4} {'STATE':<11} {'REQUESTS':>9} {'RSS':>8} {'AGE':>8}")
     for w in reply["workers"]:
         print(f"{w['pid']:>8} {w['slot']:>4} {w['generation']:>4} {w['state']:<11} "

@@ -40,6 +40,8 @@ OPTIONS = [
            "passes, else 127.0.0.1:8000)"),
     Option("workers", "workers", 2, "worker processes to keep serving: N, or MIN..MAX for "
            "an adaptive pool that grows while all are busy and shrinks when idle", 1),
+    Option("shrink_after", "seconds", 10.0, "adaptive pool: seconds of idle surplus before "
+           "one worker is retired"),
     Option("max_workers", "int", 0, "hard cap on live worker processes, reloads included "
            "(default: twice --workers, or twice MAX)"),
     Option("max_requests", "int", 0, "recycle a worker after this many requests (0: never)"),
@@ -68,8 +70,9 @@ OPTIONS = [
 ]
 _BY_NAME = {o.name: o for o in OPTIONS}
 LEVELS = ("debug", "info", "warning", "error")
-POOL_SETTINGS = ("workers", "workers_max", "max_workers", "max_requests", "max_requests_jitter",
-                 "timeout", "boot_timeout", "graceful_timeout", "max_rss", "preload", "name")
+POOL_SETTINGS = ("workers", "workers_max", "shrink_after", "max_workers", "max_requests",
+                 "max_requests_jitter", "timeout", "boot_timeout", "graceful_timeout",
+                 "max_rss", "preload", "name")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Config:
 
     workers: int = 2              # given as (MIN, MAX) or "MIN..MAX": MIN, with MAX below
     workers_max: int = 0          # an adaptive pool's MAX; 0: a fixed pool of ``workers``
+    shrink_after: float = 10.0
     max_workers: int = 0          # 0: twice ``workers`` (twice ``workers_max`` if adaptive)
     max_requests: int = 0
     max_requests_jitter: int = 0

@@ -163,10 +163,11 @@ class Master(upgrade.UpgradeSteps):
         if not cfg.adaptive:
             self.adapter = self._next_adapt = None
         elif self.adapter is None:
-            self.adapter = adaptive.Adapter(cfg.workers, cfg.workers_max)
+            self.adapter = adaptive.Adapter(cfg.workers, cfg.workers_max, cfg.shrink_after)
             self._next_adapt = time.monotonic()
         else:
             self.adapter.low, self.adapter.high = cfg.workers, cfg.workers_max
+            self.adapter.shrink_after = cfg.shrink_after
             self.adapter.reset()
 
     def _adapt(self, now):

@@ -26,7 +26,7 @@ class PreforkMixIn:
     """Serve requests in a supervised pool of pre-forked worker processes.
 
     Settings (class attributes; see Config for their meaning):
-        workers, workers_max, max_workers, max_requests, max_requests_jitter, timeout,
+        workers, workers_max, shrink_after, max_workers, max_requests, max_requests_jitter, timeout,
         boot_timeout, graceful_timeout, max_rss, preload, name
     Hooks a subclass may override:
         pre_fork(worker)     in the master, before a worker is forked
@@ -41,6 +41,7 @@ class PreforkMixIn:
 
     workers = 2  # or "MIN..MAX" / (MIN, MAX): an adaptive pool
     workers_max = 0
+    shrink_after = 10.0
     max_workers = 0
     max_requests = 0
     max_requests_jitter = 0

@@ -10,6 +10,7 @@ import signal
 import socket
 import socketserver
 import sys
+import time
 
 from prefork import PreforkMixIn, PreforkTCPServer
 
@@ -34,6 +35,8 @@ class Probe(socketserver.StreamRequestHandler):
             raise RuntimeError("handler raised on purpose")
         if line == b"hang":
             spin_forever()
+        if line.startswith(b"sleep "):
+            time.sleep(float(line.split()[1]))  # a slow request: the worker stays busy
         if line == b"leak":
             LEAK.append(bytearray(64 * 1024 * 1024))
         self.wfile.write(f"{os.getpid()}\n".encode())
