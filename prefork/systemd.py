@@ -6,13 +6,17 @@ the abstract namespace when it starts with ``@``).  Without that variable every
 call does nothing, so the same code runs with and without systemd.
 """
 
+import logging
 import os
 import socket
 import time
 
 __all__ = ["Notifier", "listen_fds", "LISTEN_FDS_START"]
 
+log = logging.getLogger("prefork")
+
 LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at this descriptor
+SEND_TIMEOUT = 0.5  # seconds a notify message may wait for room in the manager's queue
 
 
 def listen_fds(environ=None, pid=None):
@@ -56,6 +60,9 @@ class Notifier:
         if address:
             self.address = "\0" + address[1:] if address.startswith("@") else address
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            # A manager that reads nothing fills the socket's queue; the master's loop
+            # must not block on it: a message that cannot go in SEND_TIMEOUT is dropped.
+            self.sock.settimeout(SEND_TIMEOUT)
 
     def fileno(self):
         return self.sock.fileno() if self.sock else -1
@@ -67,8 +74,10 @@ class Notifier:
         text = "\n".join(f"{k}={v}" for k, v in fields.items())
         try:
             self.sock.sendto(text.encode(), self.address)
-        except OSError:
-            return False  # the manager went away; serving goes on
+        except OSError:  # the manager went away or is not reading; serving goes on
+            log.warning("notify message to the service manager dropped: %s",
+                        text.replace("\n", " "))
+            return False
         return True
 
     def reloading(self, status):

@@ -1,13 +1,47 @@
-"""Faults under continuous load through nginx: what a client sees when workers die."""
+"""Faults under continuous load through nginx: what a client sees when workers die,
+hang or leak, when a reload brings broken code, and under a storm of reloads.
 
+The long runs are shortened for CI; ``PREFORK_SOAK=1`` runs them at full length
+(docs/reliability.rst gives the figures of both).
+"""
+
+import contextlib
 import os
 import random
 import signal
+import threading
+import time
 
-from ..prefork.harness import Running, wait_for
+from ..prefork.harness import HERE as PREFORK_TESTS
+from ..prefork.harness import Running, Sampler, wait_for
 from .test_nginx import HttpLoad, Nginx, free_port, pytestmark  # noqa: F401 - skip without nginx
 
-KILLS = 10
+E2E = os.path.dirname(os.path.abspath(__file__))
+SOAK = os.environ.get("PREFORK_SOAK") == "1"
+KILLS = 60 if SOAK else 10
+HUP_STORM_SECONDS = 30.0 if SOAK else 4.0
+HUP_EVERY = 0.2
+
+
+@contextlib.contextmanager
+def behind_nginx(sockdir, tmp_path, args, pythonpath=()):
+    """`prefork serve ARGS` on a Unix socket, nginx in front, and a load running through
+    it: yields (master, nginx, load); the load is stopped and joined on the way out."""
+    os.chmod(sockdir, 0o711)
+    sock = os.path.join(sockdir, "shop.sock")
+    with Running(sockdir, cli=["--bind", f"unix:{sock}", "--socket-group", "nogroup", *args],
+                 pythonpath=[E2E, *pythonpath]) as m:
+        nginx = Nginx(str(tmp_path / "nginx"), sock, free_port())
+        load = HttpLoad(nginx, max_requests=500_000, max_seconds=120)
+        load.start()
+        try:
+            wait_for(lambda: load.ok > 20, "the first requests through nginx")
+            yield m, nginx, load
+            wait_for(lambda n=load.ok: load.ok > n + 20, "requests at the end")
+        finally:
+            load.stop_event.set()
+            load.join(30)
+            nginx.close()
 
 
 def test_killing_random_workers_fails_at_most_the_requests_in_flight(sockdir, tmp_path):
@@ -16,6 +50,7 @@ def test_killing_random_workers_fails_at_most_the_requests_in_flight(sockdir, tm
     rng = random.Random(5)
     with Running(sockdir, cli=["--bind", f"unix:{sock}", "--socket-group", "nogroup",
                                "--workers", "4", "examples.hello:Hello"]) as m:
+        # One kill after every 20 answered requests (PREFORK_SOAK=1: 60 kills, else 10).
         nginx = Nginx(str(tmp_path / "nginx"), sock, free_port())
         load = HttpLoad(nginx)
         load.start()
@@ -55,3 +90,84 @@ def test_after_the_master_is_killed_a_new_one_binds_the_same_socket(sockdir, tmp
     with Running(sockdir, cli=args) as second:  # replaces the stale file at once
         assert second.worker_pids()
         assert "held by a live server" not in second.log()
+
+
+def test_a_hung_handler_is_killed_at_timeout_with_its_stack(sockdir, tmp_path):
+    with behind_nginx(sockdir, tmp_path, ["--workers", "3", "--timeout", "1",
+                                          "faultapp:Handler"]) as (m, nginx, load):
+        started = time.monotonic()
+        status, _ = nginx.get("/hang")  # nginx tries it on up to 3 workers, each hangs
+        assert status == 502 and time.monotonic() - started < 15
+        m.wait_workers(lambda w: len(w) == 3, "the pool to refill")
+    assert load.bad == [] and load.ok > 40  # the others kept serving all along
+    log = m.log()
+    kills = log.count("silent for 1s (timeout): writing its stack, then killing it")
+    assert 1 <= kills <= 3
+    assert log.count("in hang_here") >= kills  # each one's Python stack, where it hung
+    assert log.count("killed by SIGKILL (silent for 1s)") == kills
+
+
+def test_a_leaking_handler_is_recycled_at_max_rss_without_a_failed_request(sockdir, tmp_path):
+    with behind_nginx(sockdir, tmp_path, ["--workers", "2", "--max-rss", "40M",
+                                          "faultapp:Handler"]) as (m, nginx, load):
+        leaks = []
+
+        def leak():
+            end = time.monotonic() + 60
+            while m.log().count("recycling it") < 3 and time.monotonic() < end:
+                leaks.append(nginx.get("/leak")[0])
+        leaker = threading.Thread(target=leak)
+        leaker.start()
+        leaker.join(90)
+        assert m.log().count("recycling it") >= 3
+    assert set(leaks) == {200} and load.bad == []
+    assert "(max_rss 40 MiB): recycling it" in m.log()
+
+
+def test_a_reload_to_a_broken_module_fails_no_request(sockdir, tmp_path):
+    app = tmp_path / "shopapp.py"
+    app.write_text("from faultapp import Handler\n")
+    with behind_nginx(sockdir, tmp_path, ["--workers", "2", "shopapp:Handler"],
+                      pythonpath=[str(tmp_path)]) as (m, nginx, load):
+        before = set(m.worker_pids())
+        app.write_text("from faultapp import Handler\nraise ImportError('a bad deploy')\n")
+        m.signal(signal.SIGHUP)
+        m.expect("RELOADING=1")
+        failed = m.expect("READY=1")
+        assert "reload failed" in failed or "failed" in m.log()
+        wait_for(lambda n=load.ok: load.ok > n + 50, "requests after the failed reload")
+        assert set(m.worker_pids()) == before  # the old generation serves on
+        assert nginx.get()[1].split()[-1].decode().isdigit()
+    assert load.bad == []
+    assert "a bad deploy" in m.log() and "the previous workers keep serving" in m.log()
+
+
+def test_a_storm_of_reloads_fails_no_request(sockdir, tmp_path):
+    with behind_nginx(sockdir, tmp_path, ["--workers", "2", "faultapp:Handler"]) \
+            as (m, nginx, load):
+        pace = threading.Event()  # never set: its wait() keeps the storm's schedule
+        start, sent = time.monotonic(), 0
+        while time.monotonic() - start < HUP_STORM_SECONDS:
+            m.signal(signal.SIGHUP)
+            sent += 1
+            pace.wait(max(0.0, start + sent * HUP_EVERY - time.monotonic()))
+        # Reloads asked during a reload are queued and follow it; wait for the last.
+        # (The test reads no notify message meanwhile: the master must not block on a
+        # full notify socket, it drops the message.)
+        wait_for(lambda: m.log().rfind("reload done") > m.log().rfind("reload: starting"),
+                 "the last reload to finish")
+    assert load.bad == [] and load.ok > 100
+    assert sent >= HUP_STORM_SECONDS / HUP_EVERY - 1
+
+
+def test_a_handler_that_crashes_at_import_in_workers_ends_the_start(sockdir):
+    """A fresh start whose workers cannot import: a clean exit with the reason, and
+    never more than max_workers + 1 processes (the master and its workers)."""
+    with Running(sockdir, cli=["--workers", "3", "--max-workers", "4", "crashapp:Handler"],
+                 pythonpath=[PREFORK_TESTS, E2E], ready=False) as m:
+        with Sampler(m) as sampler:
+            status = m.wait_exit()
+        assert status == 2  # the handler cannot be imported: bad input, as in the pre-check
+        err = [line for line in m.log().splitlines() if line.startswith("prefork: error:")]
+        assert len(err) == 1 and "RuntimeError: this module only breaks in workers" in err[0]
+        assert 1 <= sampler.most <= 4

@@ -137,6 +137,9 @@ class Running:
                 return msg
 
     def log(self):
+        """What the master and its workers wrote (kept after close())."""
+        if self.errlog.closed:
+            return self.final_log
         self.errlog.seek(0)
         return self.errlog.read()
 
@@ -232,6 +235,7 @@ class Running:
                     pass
             self.listener.close()
             self.notify.close()
+            self.final_log = self.log()
             self.errlog.close()
             for name in ("notify", "server.sock"):
                 path = os.path.join(self.sockdir, name)
