@@ -31,13 +31,14 @@ HERE = os.path.join(ROOT, "benchmarks")
 RESULT = re.compile(r"^\s*(\S+):\s+(\d+) req/s.*errors (\d+)\s+ratio ([\d.]+)", re.M)
 
 
-def run_kit(kit, env, args, servers):
-    """Run the kit's bench.py over *servers* [(name, port, command)].
+def run_kit(kit, env, args, servers, extra=()):
+    """Run the kit's bench.py over *servers* [(name, port, command)], with *extra*
+    options (e.g. ["--conns", "32"]).
 
     Returns {name: (median req/s, errors, median ratio to the first server)}.
     """
     cmd = [sys.executable, os.path.join(kit, "bench.py"), "--rounds", str(args.rounds),
-           "--seconds", str(args.seconds)] + [f"{n}={p}={c}" for n, p, c in servers]
+           "--seconds", str(args.seconds), *extra] + [f"{n}={p}={c}" for n, p, c in servers]
     out = subprocess.run(cmd, env=env, cwd=kit, capture_output=True, text=True, check=True).stdout
     print(out, end="", flush=True)
     return {m[0]: (int(m[1]), int(m[2]), float(m[3])) for m in RESULT.findall(out)}

@@ -8,6 +8,8 @@ workers are reaped with waitpid(-1, WNOHANG) and the policy's decisions are
 carried out.  Decisions live in policy.py; this module only executes them.
 """
 
+import gc
+import importlib
 import logging
 import os
 import select
@@ -33,6 +35,23 @@ MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
                   signal.SIGCHLD)
 RSS_SAMPLE_INTERVAL = 1.0
 LOOP_ERROR_PAUSE = 0.5  # after an unexpected error, so a persistent one cannot spin
+
+
+# Standard-library modules that HTTP handlers (http.server, wsgiref, xmlrpc.server)
+# import.  The master imports them once, before forking, so every worker shares
+# their pages instead of holding a private copy each (several MiB per worker).  They
+# do not change with a deploy; the application's own modules are still imported by
+# each worker after its fork (unless preload), so a reload serves the code on disk.
+SHARED_STDLIB = ("ssl", "email.parser", "email.message", "email.utils", "http.client",
+                 "http.server", "mimetypes", "html", "shutil", "socketserver")
+
+
+def _import_shared_stdlib():
+    for name in SHARED_STDLIB:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a Python built without it (ssl): workers do without too
+            pass
 
 
 class Master(upgrade.UpgradeSteps):
@@ -77,6 +96,7 @@ class Master(upgrade.UpgradeSteps):
                 self.inbox = SignalInbox(MASTER_SIGNALS)
             else:
                 log.warning("prefork master not in the main thread: signals are not handled")
+            _import_shared_stdlib()
             self.board = Scoreboard(self.cfg.max_workers)
             self.notifier = Notifier()
             if self.notifier.watchdog_interval:
@@ -375,6 +395,9 @@ class Master(upgrade.UpgradeSteps):
             beat_interval=self.cfg.timeout / 4 if self.cfg.timeout else 0,
             close_fds=self._master_fds() + [mine.fileno()],
             title=f"prefork: worker {spawn.slot} gen {spawn.generation}{name}")
+        # Objects the master has now are the workers' too: frozen, a worker's garbage
+        # collections leave their pages alone, so they stay shared (copy-on-write).
+        gc.freeze()
         try:
             pid = os.fork()
         except OSError:
