@@ -32,7 +32,7 @@ http {{
     access_log off;
     client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp; fastcgi_temp_path {dir}/tmp;
     uwsgi_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
-    upstream prefork_shop {{ server unix:{sock}; keepalive 16; }}
+    {upstream}
     server {{
         listen 127.0.0.1:{port};
         location / {{ include {settings}; }}
@@ -42,12 +42,15 @@ http {{
 
 
 class Nginx:
-    def __init__(self, directory, sock, port):
+    def __init__(self, directory, sock, port, upstream=None):
+        """nginx on 127.0.0.1:*port* proxying to the Unix socket *sock*, or through
+        *upstream* (an ``upstream prefork_shop {...}`` block) when given."""
         self.dir = directory
         os.makedirs(os.path.join(directory, "tmp"), exist_ok=True)
         conf = os.path.join(directory, "nginx.conf")
+        upstream = upstream or f"upstream prefork_shop {{ server unix:{sock}; }}"
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=directory, sock=sock, port=port,
+            f.write(NGINX_CONF.format(dir=directory, upstream=upstream, port=port,
                                       settings=PROXY_SETTINGS))
         self.port = port
         self.proc = subprocess.Popen([NGINX, "-p", directory, "-c", conf],

@@ -57,14 +57,15 @@ def title(proc):
 
 class Running:
     def __init__(self, sockdir, handler="apps:Probe", server="tcp", settings=(),
-                 pythonpath=(), ready=True, cli=None, env=None, notify_mode=None):
+                 pythonpath=(), ready=True, cli=None, env=None, notify_mode=None, tag=""):
         """Run serve.py with *server*, *handler* and *settings*; or, given *cli* (a
-        list of arguments), the `prefork serve` command with ``--bind fd://N``."""
+        list of arguments), the `prefork serve` command with ``--bind fd://N``.  *tag*
+        tells apart the files of several masters run in one *sockdir*."""
         self.sockdir = sockdir
         self.kind = server if server in ("udp", "unix", "unixgram") else "tcp"
         self.listener = self._listen()
         self.address = self.listener.getsockname()
-        self.notify_path = os.path.join(sockdir, "notify")
+        self.notify_path = os.path.join(sockdir, f"notify{tag}")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         # As systemd does: the kernel tells which process sent each message.
@@ -73,7 +74,8 @@ class Running:
             os.chmod(self.notify_path, notify_mode)
         self.messages = []
         self.senders = []  # the pid that sent each of self.messages
-        self.errlog = tempfile.TemporaryFile(mode="w+")
+        # Appending: the master's writes go to the end even while log() reads from 0.
+        self.errlog = tempfile.TemporaryFile(mode="a+")
         env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=os.pathsep.join([*pythonpath, HERE, ROOT]), **(env or {}))
         fd = self.listener.fileno()
@@ -237,8 +239,7 @@ class Running:
             self.notify.close()
             self.final_log = self.log()
             self.errlog.close()
-            for name in ("notify", "server.sock"):
-                path = os.path.join(self.sockdir, name)
+            for path in (self.notify_path, os.path.join(self.sockdir, "server.sock")):
                 if os.path.exists(path):
                     os.unlink(path)
 
