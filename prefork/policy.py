@@ -161,14 +161,14 @@ class Pool:
         if not w.was_ready:
             self.last_failure = f"{label} failed to boot: {how}"
             self.last_note = note
-            self._crashed(w, now, young=True)
-            return [Log("error", self.last_failure)] + self._boot_failed(w, how)
+            return [Log("error", self.last_failure)] + self._crashed(w, now, young=True) + \
+                self._boot_failed(w, how)
         if exitcode == 0 and not w.fault:
             self.crashes = 0  # left on its own after max_requests, or its master vanished
             return [Log("info", f"{label} {how}")]
         self.last_failure = f"{label} {how}"
-        self._crashed(w, now, young=now - w.spawned < YOUNG)
-        return [Log("error", self.last_failure)]
+        return [Log("error", self.last_failure)] + self._crashed(w, now,
+                                                                  now - w.spawned < YOUNG)
 
     def reload(self, now):
         if self.stopping is not None:
@@ -336,11 +336,14 @@ class Pool:
         return acts
 
     def _crashed(self, w, now, young):
-        if young:
-            self.crashes += 1
-            self.respawn_at = now + min(BACKOFF_BASE * 2 ** (self.crashes - 1), BACKOFF_CAP)
-        else:
+        if not young:
             self.crashes = 0
+            return []
+        self.crashes += 1
+        delay = min(BACKOFF_BASE * 2 ** (self.crashes - 1), BACKOFF_CAP)
+        self.respawn_at = now + delay
+        return [Log("warning", f"{self.crashes} young deaths in a row: next fork in "
+                               f"{delay:g}s")]
 
     def _boot_failed(self, w, how):
         if self.reload_gen is not None and w.generation == self.reload_gen:

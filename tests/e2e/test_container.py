@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from ..prefork.harness import ROOT, TIMEOUT, wait_for
+from .test_nginx import http_get, read_rest
 
 E2E = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,30 +35,6 @@ def _can_unshare():
 
 pytestmark = pytest.mark.skipif(not _can_unshare(),
                                 reason="no PID namespaces here (unshare --pid not allowed)")
-
-
-def http_get(path, sock_path):
-    """A raw HTTP/1.0 GET over the Unix socket: (connection, the head read so far)."""
-    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.settimeout(TIMEOUT)
-    c.connect(sock_path)
-    c.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = c.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return c, head
-
-
-def read_rest(c, data):
-    with c:
-        while True:
-            chunk = c.recv(4096)
-            if not chunk:
-                return data
-            data += chunk
 
 
 def test_as_pid_1_the_master_reaps_orphans_and_stops_gracefully(sockdir):

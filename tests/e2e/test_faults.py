@@ -1,7 +1,7 @@
 """Faults under continuous load through nginx: what a client sees when workers die,
 hang or leak, when a reload brings broken code, and under a storm of reloads.
 
-The long runs are shortened for CI; ``PREFORK_SOAK=1`` runs them at full length
+The long runs are shortened for CI; ``SOAK_TESTS=1`` runs them at full length
 (docs/reliability.rst gives the figures of both).
 """
 
@@ -14,13 +14,20 @@ import time
 
 from ..prefork.harness import HERE as PREFORK_TESTS
 from ..prefork.harness import Running, Sampler, wait_for
-from .test_nginx import HttpLoad, Nginx, free_port, pytestmark  # noqa: F401 - skip without nginx
+from .test_nginx import HttpLoad, Nginx, free_port, http_get, pytestmark, read_rest  # noqa: F401
 
 E2E = os.path.dirname(os.path.abspath(__file__))
-SOAK = os.environ.get("PREFORK_SOAK") == "1"
+SOAK = os.environ.get("SOAK_TESTS") == "1"
 KILLS = 60 if SOAK else 10
+KILL_EVERY = 1.0
 HUP_STORM_SECONDS = 30.0 if SOAK else 4.0
 HUP_EVERY = 0.2
+
+
+def report(case, load, **more):
+    """One line of figures per case, shown with ``pytest -s`` (docs/reliability.rst)."""
+    extra = "".join(f", {k} {v}" for k, v in more.items())
+    print(f"\nfigure: {case}: {load.ok} requests answered, {len(load.bad)} failed{extra}")
 
 
 @contextlib.contextmanager
@@ -50,12 +57,16 @@ def test_killing_random_workers_fails_at_most_the_requests_in_flight(sockdir, tm
     rng = random.Random(5)
     with Running(sockdir, cli=["--bind", f"unix:{sock}", "--socket-group", "nogroup",
                                "--workers", "4", "examples.hello:Hello"]) as m:
-        # One kill after every 20 answered requests (PREFORK_SOAK=1: 60 kills, else 10).
+        # A kill every second (SOAK_TESTS=1: 60 kills, else 10), once the pool is
+        # whole again and has answered more requests.  (A second apart, no victim
+        # dies young, which the master would take for a crash loop and back off.)
         nginx = Nginx(str(tmp_path / "nginx"), sock, free_port())
-        load = HttpLoad(nginx)
+        load = HttpLoad(nginx, max_requests=1_000_000, max_seconds=KILLS * 2 + 30)
         load.start()
+        pace = threading.Event()  # never set: its wait() keeps the schedule
         try:
             for _ in range(KILLS):
+                pace.wait(KILL_EVERY)
                 wait_for(lambda n=load.ok: load.ok > n + 20, "requests between kills")
                 victim = rng.choice(m.worker_pids())
                 os.kill(victim, signal.SIGKILL)
@@ -66,28 +77,37 @@ def test_killing_random_workers_fails_at_most_the_requests_in_flight(sockdir, tm
             load.join(30)
             nginx.close()
         # Each killed worker had at most one request in flight (one at a time).
+        report("kill -9 a random worker", load, kills=KILLS)
         assert len(load.bad) <= KILLS, load.bad
         assert load.ok > 200
         assert m.log().count("killed by SIGKILL") == KILLS
+        assert "next fork in" not in m.log()  # no back-off: every victim had lived a while
 
 
-def test_after_the_master_is_killed_a_new_one_binds_the_same_socket(sockdir, tmp_path):
+def test_after_the_master_is_killed_its_workers_finish_and_a_new_one_binds_at_once(sockdir):
     import psutil
+
     sock = os.path.join(sockdir, "shop.sock")
-    args = ["--bind", f"unix:{sock}", "--workers", "2", "examples.hello:Hello"]
-    first = Running(sockdir, cli=args)
+    args = ["--bind", f"unix:{sock}", "--workers", "2", "faultapp:Handler"]
+    first = Running(sockdir, cli=args, pythonpath=[E2E])
     try:
         workers = first.worker_pids()
+        c, head = http_get("/slow", sock)  # a request in flight in one worker
         first.signal(signal.SIGKILL)
         first.wait_exit()
-        # Idle workers see their master's end of the socket pair close, and leave.
-        wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() !=
-                                 psutil.STATUS_ZOMBIE for p in workers), "the orphans to leave",
-                 timeout=5)
+        answer = read_rest(c, head)  # the busy worker finishes its request...
+        finished = time.monotonic()
+        assert answer.startswith(b"HTTP/1.0 200") and b"/slow from worker" in answer
+
+        def gone():
+            return not any(psutil.pid_exists(p) and psutil.Process(p).status() !=
+                           psutil.STATUS_ZOMBIE for p in workers)
+        wait_for(gone, "the orphans to leave", timeout=1.0)  # ...and every worker leaves
+        assert time.monotonic() - finished < 1.0
         assert os.path.exists(sock)  # left behind by the killed master: stale now
     finally:
         first.close()
-    with Running(sockdir, cli=args) as second:  # replaces the stale file at once
+    with Running(sockdir, cli=args, pythonpath=[E2E]) as second:  # replaces the stale file
         assert second.worker_pids()
         assert "held by a live server" not in second.log()
 
@@ -99,6 +119,7 @@ def test_a_hung_handler_is_killed_at_timeout_with_its_stack(sockdir, tmp_path):
         status, _ = nginx.get("/hang")  # nginx tries it on up to 3 workers, each hangs
         assert status == 502 and time.monotonic() - started < 15
         m.wait_workers(lambda w: len(w) == 3, "the pool to refill")
+    report("a hung handler", load, hang_status=status)
     assert load.bad == [] and load.ok > 40  # the others kept serving all along
     log = m.log()
     kills = log.count("silent for 1s (timeout): writing its stack, then killing it")
@@ -120,6 +141,8 @@ def test_a_leaking_handler_is_recycled_at_max_rss_without_a_failed_request(sockd
         leaker.start()
         leaker.join(90)
         assert m.log().count("recycling it") >= 3
+    report("a leaking handler", load, leak_requests=len(leaks),
+           recycled=m.log().count("recycling it"))
     assert set(leaks) == {200} and load.bad == []
     assert "(max_rss 40 MiB): recycling it" in m.log()
 
@@ -138,6 +161,7 @@ def test_a_reload_to_a_broken_module_fails_no_request(sockdir, tmp_path):
         wait_for(lambda n=load.ok: load.ok > n + 50, "requests after the failed reload")
         assert set(m.worker_pids()) == before  # the old generation serves on
         assert nginx.get()[1].split()[-1].decode().isdigit()
+    report("a reload to a broken module", load)
     assert load.bad == []
     assert "a bad deploy" in m.log() and "the previous workers keep serving" in m.log()
 
@@ -156,6 +180,8 @@ def test_a_storm_of_reloads_fails_no_request(sockdir, tmp_path):
         # full notify socket, it drops the message.)
         wait_for(lambda: m.log().rfind("reload done") > m.log().rfind("reload: starting"),
                  "the last reload to finish")
+    report(f"HUP every {HUP_EVERY}s for {HUP_STORM_SECONDS:g}s", load, hups=sent,
+           reloads_done=m.log().count("reload done"))
     assert load.bad == [] and load.ok > 100
     assert sent >= HUP_STORM_SECONDS / HUP_EVERY - 1
 

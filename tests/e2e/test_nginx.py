@@ -109,6 +109,30 @@ class HttpLoad(threading.Thread):
                 self.bad.append(repr(e))  # e.g. an answer cut short by a killed worker
 
 
+def http_get(path, sock_path):
+    """A raw HTTP/1.0 GET over the Unix socket: (connection, the head read so far)."""
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(TIMEOUT)
+    c.connect(sock_path)
+    c.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return c, head
+
+
+def read_rest(c, data):
+    with c:
+        while True:
+            chunk = c.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+
+
 def free_port():
     with socket.socket() as s:  # nginx binds by itself; this only finds a free port
         s.bind(("127.0.0.1", 0))

@@ -182,5 +182,7 @@ def test_upgrade_through_nginx_fails_no_request(sockdir, tmp_path):
             nginx.close()
             if new:
                 new.stop()
+        print(f"\nfigure: USR2 upgrade through nginx: {load.ok} requests answered, "
+              f"{len(load.bad)} failed")
         assert load.bad == [] and load.ok > 250
     assert not os.path.exists(sock)  # unlinked at the new master's final stop
