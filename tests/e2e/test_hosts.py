@@ -54,4 +54,5 @@ def test_hosts_reloading_upgrading_down_and_stopping_fail_no_request(sockdir, tm
             nginx.close()
             if new:
                 new.stop()
+        print(f"\nfigure: several hosts: {load.ok} requests answered, {len(load.bad)} failed")
         assert load.bad == [] and load.ok > 350
