@@ -254,6 +254,17 @@ def test_daemon_mode_with_its_pidfile(appdir, sockdir):
             code, _, err = prefork("serve", "--daemon", "--pidfile", pidfile, "--bind",
                                    "127.0.0.1:0", "app:Handler", cwd=appdir, others_running=True)
             assert code == 1 and "is held by a live master" in one_error_line(err)
+            # An upgrade of a daemon: the new master stays detached, the pidfile follows.
+            code, out, _ = prefork("upgrade", "--pidfile", pidfile, cwd=appdir,
+                                   others_running=True)
+            new = psutil.Process(int(open(pidfile).read()))
+            assert code == 0 and out == f"upgraded: master {new.pid} took over from master {pid}\n"
+            wait_for(lambda: not master.is_running() or master.status() == psutil.STATUS_ZOMBIE,
+                     "the old daemon to leave")
+            with socket.create_connection(listener.getsockname(), timeout=10) as c:
+                c.sendall(b"hi\n")
+                assert int(c.recv(100)) in {p.pid for p in new.children()}
+            master = new
             assert prefork("stop", "--pidfile", pidfile, cwd=appdir, others_running=True)[0] == 0
             wait_for(lambda: not master.is_running() or master.status() == psutil.STATUS_ZOMBIE,
                      "the daemon to stop")

@@ -14,6 +14,7 @@ import pytest
 
 from ..prefork.harness import HERE as APPS_DIR
 from ..prefork.harness import ROOT, TIMEOUT, Running, wait_for
+from .test_upgrade import NewMaster, subreaper
 
 UNITS = os.path.join(ROOT, "systemd")
 
@@ -117,11 +118,23 @@ def test_socket_activation_with_tcp_and_unix_sockets(tmp_path, sockdir):
             c.sendall(b"hi\n")
             second = c.recv(100)
         assert int(first) and int(second)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(TIMEOUT) == 0
+        # An upgrade hands systemd's sockets to the new master, names and all.
+        with subreaper():
+            proc.send_signal(signal.SIGUSR2)
+            while b"MAINPID=" not in (msg := notify.recv(4096)):
+                pass
+            new = NewMaster(int(re.search(rb"MAINPID=(\d+)", msg)[1]))
+            try:
+                assert proc.wait(TIMEOUT) == 0
+                with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as c:
+                    c.sendall(b"again\n")
+                    assert int(c.recv(100)) in new.workers()
+            finally:
+                assert new.stop() == 0
         log.seek(0)
         text = log.read()
-        assert "listening on systemd:web" in text and "listening on systemd:local" in text
+        assert text.count("listening on systemd:web") == 2
+        assert text.count("listening on systemd:local") == 2
         # A socket the master inherited is never unlinked by it.
         assert os.path.exists(unix_path)
     finally:
