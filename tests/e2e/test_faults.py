@@ -12,6 +12,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from ..prefork.harness import HERE as PREFORK_TESTS
 from ..prefork.harness import Running, Sampler, wait_for
 from .test_nginx import HttpLoad, Nginx, free_port, http_get, pytestmark, read_rest  # noqa: F401
@@ -51,6 +53,7 @@ def behind_nginx(sockdir, tmp_path, args, pythonpath=()):
             nginx.close()
 
 
+@pytest.mark.soak
 def test_killing_random_workers_fails_at_most_the_requests_in_flight(sockdir, tmp_path):
     os.chmod(sockdir, 0o711)
     sock = os.path.join(sockdir, "shop.sock")
@@ -166,6 +169,7 @@ def test_a_reload_to_a_broken_module_fails_no_request(sockdir, tmp_path):
     assert "a bad deploy" in m.log() and "the previous workers keep serving" in m.log()
 
 
+@pytest.mark.soak
 def test_a_storm_of_reloads_fails_no_request(sockdir, tmp_path):
     with behind_nginx(sockdir, tmp_path, ["--workers", "2", "faultapp:Handler"]) \
             as (m, nginx, load):
