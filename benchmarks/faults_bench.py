@@ -25,7 +25,7 @@ import threading
 import time
 
 import psutil
-from prefork_bench import HERE, ROOT, ensure_gunicorn, wait_http, wrk_latency
+from prefork_bench import HERE, add_common_options, prepare, wait_http, wrk_latency
 
 WORKERS = 4
 
@@ -127,12 +127,9 @@ def main():
     p.add_argument("--seconds", type=int, default=20)
     p.add_argument("--cases", nargs="+", default=["kill", "hup", "upgrade"],
                    choices=["kill", "hup", "upgrade"])
-    p.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench"))
-    p.add_argument("--gunicorn-venv", default="/tmp/bench-venv")
+    add_common_options(p)
     a = p.parse_args()
-    kit = os.path.abspath(a.kit)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([kit, HERE, ROOT]))
-    gunicorn, gversion = ensure_gunicorn(a.gunicorn_venv)
+    _, env, gunicorn, gversion = prepare(a, "faults_bench")
     print(f"{gversion}; Python {sys.version.split()[0]}; {WORKERS} workers; wrk -c8, "
           f"Connection: close, {a.seconds} s per case\n", flush=True)
     random.seed(5)

@@ -99,6 +99,30 @@ def wait_http(port, timeout=60):
     return False
 
 
+def stop_group(proc):
+    """End a server started with start_new_session: TERM its group, KILL after 15 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def add_common_options(parser):
+    parser.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench"))
+    parser.add_argument("--gunicorn-venv", default="/tmp/bench-venv")
+
+
+def prepare(args, prog):
+    """(the kit's directory, the servers' environment, gunicorn's path, its version)."""
+    kit = os.path.abspath(args.kit)
+    if not os.path.exists(os.path.join(kit, "bench.py")):
+        sys.exit(f"{prog}: error: no bench.py in {kit}; pass --kit PATH")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([kit, HERE, ROOT]))
+    return (kit, env, *ensure_gunicorn(args.gunicorn_venv))
+
+
 def slow_import_run(name, command, port, seconds, env):
     proc = subprocess.Popen(command, shell=True, start_new_session=True, env=env, cwd=HERE,
                             stdout=subprocess.DEVNULL, stderr=open(f"/tmp/bench-{name}.err", "w"))
@@ -107,12 +131,7 @@ def slow_import_run(name, command, port, seconds, env):
             raise SystemExit(f"prefork_bench: error: {name} did not answer on {port}")
         return wrk_latency(port, seconds)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def main():
@@ -122,16 +141,11 @@ def main():
     p.add_argument("--slow-seconds", type=int, default=12)
     p.add_argument("--parts", nargs="+", default=["throughput", "hup", "slow"],
                    choices=["throughput", "hup", "slow"])
-    p.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench"))
-    p.add_argument("--gunicorn-venv", default="/tmp/bench-venv")
+    add_common_options(p)
     a = p.parse_args()
-    kit = os.path.abspath(a.kit)
-    if not os.path.exists(os.path.join(kit, "bench.py")):
-        sys.exit(f"prefork_bench: error: no bench.py in {kit}; pass --kit PATH")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([kit, HERE, ROOT]))
+    kit, env, gunicorn, gversion = prepare(a, "prefork_bench")
     py = shlex.quote(sys.executable)
     server = f"{py} {shlex.quote(os.path.join(HERE, 'prefork_server.py'))}"
-    gunicorn, gversion = ensure_gunicorn(a.gunicorn_venv)
     print(f"{gversion}; Python {sys.version.split()[0]}; wrk -c8, Connection: close\n", flush=True)
     summary = []
 

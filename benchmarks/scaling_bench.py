@@ -18,14 +18,13 @@ Needs wrk; gunicorn comes from a throwaway venv (see prefork_bench.py).
 import argparse
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
 import psutil
-from prefork_bench import HERE, ROOT, ensure_gunicorn, run_kit, wait_http
+from prefork_bench import HERE, add_common_options, prepare, run_kit, stop_group, wait_http
 
 WORKER_COUNTS = (1, 2, 4, 8, 16)
 CONNECTIONS = (8, 32, 128, 512)
@@ -53,12 +52,7 @@ def uss_of_pool(command, port, workers, env):
         total = sum(p.memory_full_info().uss for p in procs)
         return total / 1024 / 1024, len(procs)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def main():
@@ -67,16 +61,11 @@ def main():
     p.add_argument("--seconds", type=int, default=3)
     p.add_argument("--parts", nargs="+", default=["workers", "conns", "memory"],
                    choices=["workers", "conns", "memory"])
-    p.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench"))
-    p.add_argument("--gunicorn-venv", default="/tmp/bench-venv")
+    add_common_options(p)
     a = p.parse_args()
-    kit = os.path.abspath(a.kit)
-    if not os.path.exists(os.path.join(kit, "bench.py")):
-        sys.exit(f"scaling_bench: error: no bench.py in {kit}; pass --kit PATH")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([kit, HERE, ROOT]))
+    kit, env, gunicorn, gversion = prepare(a, "scaling_bench")
     py = shlex.quote(sys.executable)
     server = f"{py} {shlex.quote(os.path.join(HERE, 'prefork_server.py'))}"
-    gunicorn, gversion = ensure_gunicorn(a.gunicorn_venv)
     print(f"{gversion}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs\n", flush=True)
 
     def gunicorn_cmd(port, n):

@@ -48,8 +48,7 @@ def behind_nginx(sockdir, tmp_path, args, pythonpath=()):
             yield m, nginx, load
             wait_for(lambda n=load.ok: load.ok > n + 20, "requests at the end")
         finally:
-            load.stop_event.set()
-            load.join(30)
+            load.stop()
             nginx.close()
 
 
@@ -76,8 +75,7 @@ def test_killing_random_workers_fails_at_most_the_requests_in_flight(sockdir, tm
                 m.wait_workers(lambda w, v=victim: len(w) == 4 and v not in w, "the refill")
             wait_for(lambda n=load.ok: load.ok > n + 20, "requests after the last kill")
         finally:
-            load.stop_event.set()
-            load.join(30)
+            load.stop()
             nginx.close()
         # Each killed worker had at most one request in flight (one at a time).
         report("kill -9 a random worker", load, kills=KILLS)

@@ -49,8 +49,7 @@ def test_hosts_reloading_upgrading_down_and_stopping_fail_no_request(sockdir, tm
             a.listener.close()
             wait_for(lambda n=load.ok: load.ok > n + 200, "requests with one host left")
         finally:
-            load.stop_event.set()
-            load.join(30)
+            load.stop()
             nginx.close()
             if new:
                 new.stop()

@@ -95,6 +95,10 @@ class HttpLoad(threading.Thread):
         self.stop_event = threading.Event()
         self.ok, self.bad = 0, []
 
+    def stop(self):
+        self.stop_event.set()
+        self.join(TIMEOUT)
+
     def run(self):
         end = time.monotonic() + self.max_seconds
         while not self.stop_event.is_set() and time.monotonic() < end \
@@ -166,8 +170,7 @@ def test_reloads_through_nginx_answer_every_request(sockdir, tmp_path):
                     m.expect("READY=1")
                 wait_for(lambda n=load.ok: load.ok > n + 20, "requests after the reloads")
             finally:
-                load.stop_event.set()
-                load.join(TIMEOUT)
+                load.stop()
             assert load.bad == [] and load.ok > 100
         finally:
             nginx.close()

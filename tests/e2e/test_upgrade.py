@@ -177,8 +177,7 @@ def test_upgrade_through_nginx_fails_no_request(sockdir, tmp_path):
             answers = {nginx.get()[1] for _ in range(20)}
             assert answers <= {f"hello from worker {pid}\n".encode() for pid in new.workers()}
         finally:
-            load.stop_event.set()
-            load.join(30)
+            load.stop()
             nginx.close()
             if new:
                 new.stop()
