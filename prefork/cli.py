@@ -10,6 +10,8 @@ import argparse
 import difflib
 import logging
 import os
+import select
+import signal
 import socket
 import sys
 import traceback
@@ -251,15 +253,16 @@ def cmd_check(args):
         sockets.parse_bind(b)
     if args.server:
         server_class(args.server, socket.SOCK_STREAM)
-    _import_in_child(args.handler)
+    _import_in_child(args.handler, cfg.boot_timeout)
     binds = ", ".join(cfg.bind) or "systemd's sockets, else " + DEFAULT_BIND
     print(f"ok: {args.handler} imports; {cfg.workers} workers (max {cfg.max_workers}); "
           f"bind {binds}")
     return 0
 
 
-def _import_in_child(spec):
-    """Import the handler in a child process, as a worker would, and report why not."""
+def _import_in_child(spec, timeout):
+    """Import the handler in a child process, as a worker would, and report why not;
+    an import still running after *timeout* seconds (boot_timeout) fails too."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -274,6 +277,12 @@ def _import_in_child(spec):
             os._exit(status)
     os.close(write_end)
     with os.fdopen(read_end, "rb") as r:
+        if not select.select([r], [], [], timeout)[0]:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise BootError(f"importing {spec} took more than boot_timeout ({timeout:g}s); "
+                            "does the module wait for something at import? Fix that or "
+                            "raise --boot-timeout")
         reason = r.read().decode(errors="replace")
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -313,7 +322,7 @@ class _Service:
         else:
             # Workers import the handler after fork; a path that cannot import is bad
             # input, so it is found here first, in a child, with one clear line.
-            _import_in_child(args.handler)
+            _import_in_child(args.handler, cfg.boot_timeout)
         if cfg.umask is not None:
             os.umask(cfg.umask)  # before any file is made: the log, the pidfile, sockets
         stream = self._logging()

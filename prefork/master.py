@@ -130,8 +130,7 @@ class Master(upgrade.UpgradeSteps):
     def _turn(self):
         deadline = self.pool.next_deadline(self._beats())
         for extra in (self._next_rss if self.cfg.max_rss else None, self._next_watchdog,
-                      self._next_adapt,
-                      self.successor and not self.handed_over and self.successor.deadline):
+                      self._next_adapt, self._successor_deadline()):
             if extra is not None:
                 deadline = extra if deadline is None else min(deadline, extra)
         timeout = None if deadline is None else max(0, deadline - time.monotonic())
@@ -343,6 +342,19 @@ class Master(upgrade.UpgradeSteps):
         os.set_blocking(read_end, False)
         return pid, read_end
 
+    def _wait_or_kill(self, pid, seconds):
+        """Reap child *pid*, SIGKILLing it if it has not exited within *seconds*."""
+        end = time.monotonic() + seconds
+        try:
+            while os.waitpid(pid, os.WNOHANG)[0] == 0:
+                if time.monotonic() >= end:
+                    self._kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    return
+                self.poller.poll(50)  # nothing else is left to do: pace the wait
+        except ChildProcessError:
+            pass
+
     def _kill(self, pid, signum):
         try:
             os.kill(pid, signum)
@@ -475,11 +487,8 @@ class Master(upgrade.UpgradeSteps):
         for pid in list(self.channels):
             self._close_channel(pid)
         if self.successor:
-            if not self.handed_over:  # told to stop in _stop(); it leaves promptly
-                try:
-                    os.waitpid(self.successor.pid, 0)
-                except ChildProcessError:
-                    pass
+            if not self.handed_over:  # told to stop in stop(); give it its graceful time
+                self._wait_or_kill(self.successor.pid, self.cfg.graceful_timeout)
             os.close(self.successor.pipe)
         if self.inbox:
             self.inbox.restore()

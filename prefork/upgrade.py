@@ -60,7 +60,7 @@ class Successor:
 
     pid: int
     pipe: int             # the read end; "R" = ready, "E..." = failed and why
-    deadline: float       # monotonic time by which it must be ready
+    deadline: object      # monotonic time by which it must be ready; None once passed
     deadline_after: float
     said: bytes = b""
 
@@ -138,12 +138,18 @@ class UpgradeSteps:
             self.control = None
         self._apply(self.pool.stop(True, time.monotonic()))
 
-    def _check_successor(self, now):
+    def _successor_deadline(self):
+        """When the new master must be ready by, while that is still to be checked."""
         succ = self.successor
-        if succ and not self.handed_over and now >= succ.deadline:
+        return succ.deadline if succ and not self.handed_over else None
+
+    def _check_successor(self, now):
+        deadline = self._successor_deadline()
+        if deadline is not None and now >= deadline:
+            succ = self.successor
             log.error("upgrade: the new master %d is not ready after %gs; stopping it, this "
                       "one keeps serving", succ.pid, succ.deadline_after)
-            succ.deadline = float("inf")
+            succ.deadline = None  # told once; its exit, when reaped, ends the upgrade
             self._kill(succ.pid, signal.SIGTERM)
 
     def _successor_exited(self, code):

@@ -53,6 +53,7 @@ def appdir(tmp_path):
         "from apps import Probe as Handler\nVALUE = 42\n"
         "raise_at_import = False\n")
     (tmp_path / "broken.py").write_text("raise RuntimeError('no database configured')\n")
+    (tmp_path / "stuck.py").write_text("import threading\nthreading.Event().wait()  # forever\n")
     return tmp_path
 
 
@@ -84,6 +85,10 @@ def appdir(tmp_path):
     (["check", "app:VALUE"], {}, 2, "app:VALUE is int 42, not a request handler class"),
     (["check", "broken:Handler"], {}, 2, "RuntimeError: no database configured"),
     (["check", "--server", "app:VALUE", "app:Handler"], {}, 2, "is not a server class"),
+    (["check", "--boot-timeout", "0.5", "stuck:Handler"], {}, 1,
+     "importing stuck:Handler took more than boot_timeout (0.5s)"),
+    (["serve", "--boot-timeout", "0.5", "stuck:Handler"], {}, 1,
+     "importing stuck:Handler took more than boot_timeout (0.5s)"),
     (["stop"], {}, 2, "say which master: --pidfile PATH"),
     (["bogus"], {}, 2, "invalid choice: 'bogus'"),
 ])

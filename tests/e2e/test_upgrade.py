@@ -12,7 +12,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 
+import psutil
 import pytest
 
 from ..prefork.harness import ROOT, Load, Running, descendants, wait_for
@@ -85,9 +87,21 @@ def test_usr2_hands_over_to_a_new_master_without_a_failed_request(sockdir):
                               env={"WATCHDOG_USEC": "400000"}) as m:
         try:
             old_workers = set(m.worker_pids())
+            slow = threading.Thread(target=lambda: answers.append(m.request(b"sleep 1.5")))
+            answers = []
             with Load(m, max_seconds=30) as load:
                 wait_for(lambda: load.ok > 20, "requests before the upgrade")
+                # An old worker takes this at once and is busy with it for 1.5 s, while the
+                # new master boots (a new interpreter: longer than a connect) and takes over.
+                slow.start()
                 new = upgrade(m)
+                old = psutil.Process(m.pid)
+                cpu = sum(old.cpu_times()[:2])
+                slow.join(0.5)  # a measuring window: the old master waits for that worker
+                # ...asleep in poll(), not spinning (at most a few turns of its loop).
+                assert sum(old.cpu_times()[:2]) - cpu < 0.1
+                slow.join(10)
+                assert answers and int(answers[0]) in old_workers
                 assert m.wait_exit() == 0  # the old master retired its workers and left
                 new_workers = set(new.workers())
                 assert len(new_workers) == 2 and not new_workers & old_workers
@@ -118,7 +132,7 @@ def test_a_new_image_that_fails_leaves_the_old_master_serving(sockdir, tmp_path)
     pidfile = os.path.join(sockdir, "m.pid")
     new = None
     with subreaper(), Running(sockdir, cli=["--pidfile", pidfile, "--workers", "2",
-                                            "shopapp:Handler"],
+                                            "--boot-timeout", "1", "shopapp:Handler"],
                               pythonpath=[str(tmp_path)]) as m:
         try:
             old_workers = m.worker_pids()
@@ -136,6 +150,13 @@ def test_a_new_image_that_fails_leaves_the_old_master_serving(sockdir, tmp_path)
                 assert int(f.read()) == m.pid
             status = prefork("status", "--pidfile", pidfile, cwd=sockdir)
             assert f"master {m.pid}" in status.stdout
+            # A deploy whose module waits forever at import: the new image gives up at
+            # boot_timeout, and says so.
+            app.write_text("import threading\nthreading.Event().wait()\n")
+            m.signal(signal.SIGUSR2)
+            msg = m.expect("upgrade failed")
+            assert "importing shopapp:Handler took more than boot_timeout (1s)" in msg
+            assert int(m.request()) in old_workers
             # The next deploy is good: the upgrade goes through.
             app.write_text("from apps import Probe as Handler\n")
             done = prefork("upgrade", "--pidfile", pidfile, cwd=sockdir)
