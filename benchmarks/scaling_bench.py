@@ -10,6 +10,8 @@ Parts:
            512 concurrent connections: req/s and errors
   memory   USS (memory only this process holds) of the master plus its workers,
            for 4 and 8 workers, after every worker has served requests
+  adaptive requests that take 0.1 s (the kit's GET /slow), 16 connections, from a
+           cold start: 2 workers, 8 workers, and an adaptive pool of 2..8
 
 usage: python benchmarks/scaling_bench.py [--rounds 1] [--seconds 3] [--parts ...]
 Needs wrk; gunicorn comes from a throwaway venv (see prefork_bench.py).
@@ -59,8 +61,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--seconds", type=int, default=3)
-    p.add_argument("--parts", nargs="+", default=["workers", "conns", "memory"],
-                   choices=["workers", "conns", "memory"])
+    parts = ["workers", "conns", "memory", "adaptive"]
+    p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     add_common_options(p)
     a = p.parse_args()
     kit, env, gunicorn, gversion = prepare(a, "scaling_bench")
@@ -114,6 +116,18 @@ def main():
         tables.append(("USS of master + workers, MiB (after 50 requests per worker)",
                        ("workers", "prefork", "+preload", "gunicorn", "+preload",
                         "gunicorn/prefork", "(preload)"), rows))
+
+    if "adaptive" in a.parts:
+        serve = f"{py} -m prefork serve --log-level warning"
+        r = run_kit(kit, env, a, [
+            ("fixed2", 18450, f"{serve} --bind 127.0.0.1:18450 --workers 2 hello:Hello"),
+            ("fixed8", 18451, f"{serve} --bind 127.0.0.1:18451 --workers 8 hello:Hello"),
+            ("adaptive", 18452, f"{serve} --bind 127.0.0.1:18452 --workers 2..8 hello:Hello"),
+        ], extra=["--conns", "16", "--path", "/slow"])
+        rows = [(name, r[name][0], r[name][1], r[name][2])
+                for name in ("fixed2", "fixed8", "adaptive")]
+        tables.append((f"requests of 0.1 s, 16 connections, {a.seconds} s from a cold start",
+                       ("pool", "req/s", "errors", "ratio"), rows))
 
     for title, head, rows in tables:
         print(f"\n{title}")

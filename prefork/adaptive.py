@@ -21,7 +21,7 @@ still bounds every instant, and it asks nothing during a reload or a stop.
 
 __all__ = ["Adapter", "INTERVAL", "GROW_AT", "STEP_CAP", "SPARE"]
 
-INTERVAL = 0.5       # seconds between looks at the load
+INTERVAL = 0.25      # seconds between looks at the load
 GROW_AT = 0.9        # the busy fraction of the ready workers that counts as saturated
 STEP_CAP = 8         # the most workers added in one interval
 SPARE = 2.0          # idle capacity (in workers) kept without shrinking

@@ -163,10 +163,10 @@ class Master(upgrade.UpgradeSteps):
                 if rss > self.cfg.max_rss:
                     why = f"uses {rss // mib} MiB (max_rss {self.cfg.max_rss // mib} MiB)"
                     self._apply(self.pool.over_limit(pid, why, now))
-        self._apply(self.pool.tick(now, self._beats()))
-        if self.adapter and now >= self._next_adapt:
+        if self.adapter and now >= self._next_adapt:  # before tick(): it forks the growth
             self._next_adapt = now + adaptive.INTERVAL
             self._adapt(now)
+        self._apply(self.pool.tick(now, self._beats()))
         if self._next_watchdog is not None and now >= self._next_watchdog:
             # Sent from the loop itself: if the loop hangs, systemd stops hearing it.
             self.notifier.send(WATCHDOG=1)

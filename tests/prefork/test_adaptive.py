@@ -77,19 +77,18 @@ def test_idle_surplus_shrinks_one_worker_per_period_never_below_min():
 
 
 def test_a_busy_moment_restarts_the_shrink_clock():
-    def run(busy_at):
-        a = Adapter(2, 16, shrink_after=1.0)
+    def first_shrink(busy_at):
+        """The look (counted in intervals) at which one worker is retired."""
+        a = Adapter(2, 16, shrink_after=2 * INTERVAL)
         totals = dict.fromkeys(range(6), 0.0)
-        first = None
-        for i in range(8):
-            t = i * INTERVAL
-            if t == busy_at:
+        for i in range(10):
+            if i == busy_at:
                 totals = {p: v + INTERVAL * 0.8 for p, v in totals.items()}  # idle 1.2 < SPARE
-            if a.observe(t, dict(totals), 6)[0] == -1 and first is None:
-                first = t
-        return first
-    assert run(busy_at=None) == 1.5  # idle from 0.5, one fewer 1 s later
-    assert run(busy_at=1.0) == 2.5  # the clock starts again after the busy interval
+            if a.observe(i * INTERVAL, dict(totals), 6)[0] == -1:
+                return i
+        return None
+    assert first_shrink(busy_at=None) == 3  # idle from the look at 1, one fewer 2 later
+    assert first_shrink(busy_at=2) == 5  # the clock starts again after the busy interval
 
 
 def _slow_clients(m, stop, count, seconds="0.05"):
