@@ -276,18 +276,30 @@ def _import_in_child(spec, timeout):
         finally:
             os._exit(status)
     os.close(write_end)
-    with os.fdopen(read_end, "rb") as r:
-        if not select.select([r], [], [], timeout)[0]:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise BootError(f"importing {spec} took more than boot_timeout ({timeout:g}s); "
-                            "does the module wait for something at import? Fix that or "
-                            "raise --boot-timeout")
-        reason = r.read().decode(errors="replace")
+    # A TERM meanwhile (a stop, or the old master abandoning this upgrade) ends the
+    # child too, instead of leaving it to wait at its import.
+    previous = signal.signal(signal.SIGTERM, _exit_on_term)
+    try:
+        with os.fdopen(read_end, "rb") as r:
+            if not select.select([r], [], [], timeout)[0]:
+                raise BootError(f"importing {spec} took more than boot_timeout "
+                                f"({timeout:g}s); does the module wait for something at "
+                                "import? Fix that or raise --boot-timeout")
+            reason = r.read().decode(errors="replace")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise HandlerImportError(reason + "; check MODULE:HANDLER and that the module "
                                  "imports from the current directory")
+
+
+def _exit_on_term(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 class _Service:

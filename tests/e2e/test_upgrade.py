@@ -206,3 +206,22 @@ def test_upgrade_through_nginx_fails_no_request(sockdir, tmp_path):
               f"{len(load.bad)} failed")
         assert load.bad == [] and load.ok > 250
     assert not os.path.exists(sock)  # unlinked at the new master's final stop
+
+
+def test_stopping_the_old_master_during_an_upgrade_stops_the_new_one(sockdir, tmp_path):
+    app = tmp_path / "slowapp.py"
+    app.write_text("from apps import Probe as Handler\n")
+    with subreaper(), Running(sockdir, cli=["--workers", "2", "slowapp:Handler"],
+                              pythonpath=[str(tmp_path)]) as m:
+        # The next image waits at import, so the upgrade is still under way at the stop.
+        app.write_text("import threading\nthreading.Event().wait(5)\n"
+                       "from apps import Probe as Handler\n")
+        m.signal(signal.SIGUSR2)
+        wait_for(lambda: "upgrade: started new master" in m.log(), "the upgrade to start")
+        new = int(re.search(r"started new master (\d+)", m.log())[1])
+        wait_for(lambda: descendants(new), "the new master to import the handler in a child")
+        m.signal(signal.SIGTERM)
+        assert m.wait_exit() == 0
+        assert "upgrade: stopping the new master" in m.log()
+        assert not psutil.pid_exists(new)  # stopped and reaped by the old master
+        assert psutil.Process().children() == []  # and its import check with it
