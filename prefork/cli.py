@@ -345,6 +345,8 @@ class _Service:
                 self.pidfile = daemon_mod.PidFile.adopt(cfg.pidfile, old.pidfile_fd)
             elif cfg.pidfile:
                 self.pidfile = daemon_mod.PidFile(cfg.pidfile, write=not cfg.daemon and not old)
+            elif old and old.pidfile_fd >= 0:
+                os.close(old.pidfile_fd)  # the new settings have no pidfile: let it go
             servers = []
             for listener in self.listeners:
                 cls = server_class(args.server, listener.sock.type)
