@@ -93,7 +93,7 @@ def build_parser():
 
 
 METAVARS = {"pidfile": "PATH", "control": "PATH", "error_log": "PATH", "user": "USER",
-            "group": "GROUP", "socket_group": "GROUP", "name": "NAME", "workers": "N",
+            "group": "GROUP", "socket_group": "GROUP", "name": "NAME", "workers": "N|MIN..MAX",
             "max_workers": "N", "max_requests": "N", "max_requests_jitter": "N",
             "backlog": "N"}
 
@@ -108,6 +108,7 @@ signals to the master:  HUP reload   TERM graceful stop   INT/QUIT fast stop
 
 examples:
   prefork serve --workers 4 --bind unix:/run/shop.sock myapp.handlers:Handler
+  prefork serve --workers 2..16 --pidfile /run/shop.pid myapp.handlers:Handler
   prefork serve --server http.server:HTTPServer http.server:SimpleHTTPRequestHandler
   prefork check --config /etc/prefork/shop.toml myapp.handlers:Handler
 """

@@ -56,7 +56,7 @@ OPTIONS = [
     Option("preload", "bool", False, "import the handler once in the master, before forking"),
     Option("pidfile", "str", "", "write the master's pid here, locked while it runs"),
     Option("control", "str", "", "the master's control socket (mode 0600), for "
-           "status, reload, stop and scale"),
+           "status, reload, upgrade, stop and scale"),
     Option("daemon", "bool", False, "detach and run in the background (not under systemd)"),
     Option("user", "str", "", "switch to this user after binding"),
     Option("group", "str", "", "switch to this group after binding"),
