@@ -1,11 +1,13 @@
-"""Import a request handler (or any object) named ``module:attribute``."""
+"""Import a request handler (or any object) named ``module:attribute``, and the
+standard-library modules handlers share with the master."""
 
 import importlib
 import sys
 
 from .errors import HandlerImportError
 
-__all__ = ["import_object", "is_spec", "check_handler", "check_spec"]
+__all__ = ["import_object", "is_spec", "check_handler", "check_spec", "import_shared_stdlib",
+           "SHARED_STDLIB"]
 
 
 def is_spec(value):
@@ -63,3 +65,21 @@ def check_handler(obj, spec):
     except ValueError:
         pass  # no signature to inspect (a builtin): let it be tried
     return obj
+
+
+# Standard-library modules that HTTP handlers (http.server, wsgiref, xmlrpc.server)
+# import.  The master imports them once, before forking, so every worker shares
+# their pages instead of holding a private copy each (several MiB per worker).  They
+# do not change with a deploy; the application's own modules are still imported by
+# each worker after its fork (unless preload), so a reload serves the code on disk.
+SHARED_STDLIB = ("ssl", "email.parser", "email.message", "email.utils", "http.client",
+                 "http.server", "mimetypes", "html", "shutil", "socketserver")
+
+
+def import_shared_stdlib():
+    """Import SHARED_STDLIB (in the master, before its first fork)."""
+    for name in SHARED_STDLIB:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a Python built without it (ssl): workers do without too
+            pass

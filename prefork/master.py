@@ -9,7 +9,6 @@ carried out.  Decisions live in policy.py; this module only executes them.
 """
 
 import gc
-import importlib
 import logging
 import os
 import select
@@ -18,7 +17,7 @@ import socket
 import threading
 import time
 
-from . import adaptive, control, limits, logs, policy, upgrade
+from . import adaptive, control, limits, loader, logs, policy, upgrade
 from .control import ControlSocket
 from .errors import BootError, PreforkError
 from .scoreboard import Scoreboard
@@ -35,23 +34,6 @@ MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
                   signal.SIGCHLD)
 RSS_SAMPLE_INTERVAL = 1.0
 LOOP_ERROR_PAUSE = 0.5  # after an unexpected error, so a persistent one cannot spin
-
-
-# Standard-library modules that HTTP handlers (http.server, wsgiref, xmlrpc.server)
-# import.  The master imports them once, before forking, so every worker shares
-# their pages instead of holding a private copy each (several MiB per worker).  They
-# do not change with a deploy; the application's own modules are still imported by
-# each worker after its fork (unless preload), so a reload serves the code on disk.
-SHARED_STDLIB = ("ssl", "email.parser", "email.message", "email.utils", "http.client",
-                 "http.server", "mimetypes", "html", "shutil", "socketserver")
-
-
-def _import_shared_stdlib():
-    for name in SHARED_STDLIB:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # a Python built without it (ssl): workers do without too
-            pass
 
 
 class Master(upgrade.UpgradeSteps):
@@ -96,7 +78,7 @@ class Master(upgrade.UpgradeSteps):
                 self.inbox = SignalInbox(MASTER_SIGNALS)
             else:
                 log.warning("prefork master not in the main thread: signals are not handled")
-            _import_shared_stdlib()
+            loader.import_shared_stdlib()
             self.board = Scoreboard(self.cfg.max_workers)
             self.notifier = Notifier()
             if self.notifier.watchdog_interval:
