@@ -214,7 +214,7 @@ def open_listeners(cfg, predecessor=None):
     if not cfg.bind and predecessor:
         passed = predecessor.take_systemd()
         if passed:
-            return [sockets.Listener(spec, _adopt(fd), inherited=True) for spec, fd in passed]
+            return [sockets.adopt_listener(spec, fd, True) for spec, fd in passed]
     if not cfg.bind:
         passed = systemd.listen_fds()
         if passed:
@@ -226,10 +226,7 @@ def open_listeners(cfg, predecessor=None):
         for b in binds:
             taken = predecessor.take(b.spec) if predecessor else None
             if taken:
-                fd, inherited = taken
-                path = b.address if b.family == socket.AF_UNIX and not inherited and \
-                    not b.address.startswith("\0") else ""
-                listeners.append(sockets.Listener(b.spec, _adopt(fd), path, inherited))
+                listeners.append(sockets.adopt_listener(b.spec, *taken))
             else:
                 listeners.append(sockets.open_listener(b, cfg.backlog, cfg.socket_mode,
                                                        cfg.socket_group))
@@ -241,11 +238,6 @@ def open_listeners(cfg, predecessor=None):
                     "workers serve it until they retire)", spec)
         os.close(fd)
     return listeners
-
-
-def _adopt(fd):
-    os.set_inheritable(fd, False)
-    return socket.socket(fileno=fd)
 
 
 def cmd_check(args):

@@ -16,7 +16,8 @@ import stat
 from .daemon import group_id
 from .errors import BindError, ConfigError
 
-__all__ = ["Bind", "Listener", "parse_bind", "open_listener", "close_listeners"]
+__all__ = ["Bind", "Listener", "parse_bind", "open_listener", "adopt_listener",
+           "close_listeners"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,18 @@ def open_listener(bind, backlog=2048, socket_mode=0o660, socket_group=""):
         sock.close()
         raise
     return Listener(bind.spec, sock, path)
+
+
+def adopt_listener(spec, fd, inherited):
+    """A listening socket an old master passed on at descriptor *fd* (an upgrade).  A
+    Unix socket file the old master made becomes this master's, unlinked at its final
+    stop; an inherited one (systemd's, fd://) stays nobody's."""
+    os.set_inheritable(fd, False)
+    sock = socket.socket(fileno=fd)
+    name = sock.getsockname() if sock.family == socket.AF_UNIX else ""
+    # A path is a str; an abstract name comes back as bytes (or an empty str: unbound).
+    path = name if isinstance(name, str) and not inherited else ""
+    return Listener(spec, sock, path, inherited)
 
 
 def _inherit(bind):
