@@ -20,14 +20,14 @@ from . import client, logs, sockets, systemd, upgrade
 from . import config as config_mod
 from . import daemon as daemon_mod
 from .errors import BootError, ConfigError, HandlerImportError, PreforkError
-from .loader import check_handler, check_spec, import_object
+from .loader import check_handler, import_object
 from .mixin import PreforkMixIn, PreforkTCPServer, PreforkUDPServer
 
 log = logging.getLogger("prefork")
 
 EXIT_USAGE, EXIT_RUNTIME = 2, 1
 DEFAULT_BIND = "127.0.0.1:8000"
-KNOWN_FLAGS = ["--" + o.name.replace("_", "-") for o in config_mod.OPTIONS] + [
+KNOWN_FLAGS = ["--" + o.name.replace("_", "-") for o in config_mod.OPTIONS if o.flag] + [
     "--config", "--server", "--control", "--pidfile", "--json", "--fast", "--help"]
 
 
@@ -55,15 +55,16 @@ def build_parser():
                        ("check", "check the configuration and import the handler, then exit")):
         p = sub.add_parser(name, help=text, description=text, epilog=SERVE_EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("handler", metavar="MODULE:HANDLER",
-                       help="a request handler class, e.g. myapp.handlers:EchoHandler")
+        p.add_argument("handler", metavar="MODULE:HANDLER", nargs="?", default=argparse.SUPPRESS,
+                       help="a request handler class, e.g. myapp.handlers:EchoHandler; "
+                       "without it, handler from the file or PREFORK_HANDLER")
         p.add_argument("--config", metavar="FILE.toml",
                        help="read settings from a TOML file (also PREFORK_CONFIG); "
                        "SIGHUP re-reads it")
         p.add_argument("--server", metavar="MODULE:CLASS",
                        help="a server class to pre-fork instead of the default "
                        "(e.g. http.server:HTTPServer)")
-        for o in config_mod.OPTIONS:
+        for o in filter(lambda o: o.flag, config_mod.OPTIONS):
             flag = "--" + o.name.replace("_", "-")
             shown = _default_text(o)
             kw = {"dest": o.name, "default": argparse.SUPPRESS,
@@ -131,7 +132,7 @@ def cli_values(args):
         if o.name not in vars(args):
             continue
         raw = getattr(args, o.name)
-        flag = "--" + o.name.replace("_", "-")
+        flag = "--" + o.name.replace("_", "-") if o.flag else o.name
         if o.kind == "bool":
             values[o.name] = bool(raw)
         elif o.kind == "binds":
@@ -172,7 +173,11 @@ def _fail(message, status, args, exc=None):
 # -- serve and check ------------------------------------------------------------------
 
 def load_config(args):
-    return config_mod.load(cli_values(args), args.config)
+    cfg = config_mod.load(cli_values(args), args.config)
+    if not cfg.handler:
+        raise ConfigError("nothing to serve: give MODULE:HANDLER, or set handler in the "
+                          "config file or PREFORK_HANDLER in the environment")
+    return cfg
 
 
 def server_class(spec, sock_type):
@@ -246,9 +251,9 @@ def cmd_check(args):
         sockets.parse_bind(b)
     if args.server:
         server_class(args.server, socket.SOCK_STREAM)
-    _import_in_child(args.handler, cfg.boot_timeout)
+    _import_in_child(cfg.handler, cfg.boot_timeout)
     binds = ", ".join(cfg.bind) or "systemd's sockets, else " + DEFAULT_BIND
-    print(f"ok: {args.handler} imports; {cfg.workers} workers (max {cfg.max_workers}); "
+    print(f"ok: {cfg.handler} imports; {cfg.workers} workers (max {cfg.max_workers}); "
           f"bind {binds}")
     return 0
 
@@ -311,23 +316,29 @@ class _Service:
         new = load_config(self.args)
         if new.bind != self.cfg.bind:
             log.warning("reload: a changed bind takes effect at the next restart")
+        handler_changed = new.handler != self.cfg.handler
+        if handler_changed and new.preload:
+            log.warning("reload: with preload, a changed handler takes effect at the next "
+                        "restart or upgrade")
         self.cfg = new
         for srv in (server, *server.prefork_servers):
             for name in config_mod.POOL_SETTINGS:
                 setattr(srv, name, getattr(new, name))
+            if handler_changed and not new.preload:
+                srv.RequestHandlerClass = new.handler  # imported by the new generation
 
     def run(self):
         cfg, args = self.cfg, self.args
         if cfg.daemon and daemon_mod.under_systemd():
             raise ConfigError("--daemon under systemd: systemd runs the service in the "
                               "background itself; drop --daemon (Type=notify)")
-        check_spec(args.handler)
+        handler = cfg.handler
         if cfg.preload:
-            args.handler = check_handler(import_object(args.handler), args.handler)
+            handler = check_handler(import_object(handler), handler)
         else:
             # Workers import the handler after fork; a path that cannot import is bad
             # input, so it is found here first, in a child, with one clear line.
-            _import_in_child(args.handler, cfg.boot_timeout)
+            _import_in_child(handler, cfg.boot_timeout)
         if cfg.umask is not None:
             os.umask(cfg.umask)  # before any file is made: the log, the pidfile, sockets
         stream = self._logging()
@@ -343,15 +354,15 @@ class _Service:
             servers = []
             for listener in self.listeners:
                 cls = server_class(args.server, listener.sock.type)
-                servers.append(wrap(cls, listener, args.handler, cfg))
+                servers.append(wrap(cls, listener, handler, cfg))
             main_server = servers[0]
             main_server.prefork_servers = tuple(servers[1:])
             main_server.on_reload = lambda: self.reread(main_server)
             main_server.prefork_control = client.control_path(cfg.control, cfg.pidfile)
-            # The pidfile's lock must die with the master, not live on in workers.
-            main_server.prefork_master_fds = tuple(
-                fd for fd in (self.pidfile.fd if self.pidfile else -1,
-                              old.ready_fd if old else -1) if fd >= 0)
+            # The pidfile's lock must die with the master, not live on in workers; and
+            # the pipe to an old master is the master's alone.  Objects, not numbers:
+            # the pipe closes at takeover, and its number is then reused.
+            main_server.prefork_master_files = tuple(f for f in (self.pidfile, old) if f)
             main_server.prefork_upgrade = upgrade.Plan.for_this_process(
                 self.listeners, self.pidfile.fd if self.pidfile else -1)
             if old:
@@ -365,7 +376,7 @@ class _Service:
                 if self.pidfile:
                     self.pidfile.write()
             for lst in self.listeners:
-                log.info("listening on %s", lst.spec)
+                log.info("listening on %s", lst.describe())
             main_server.serve_forever()
             self.handed_over = main_server.prefork_handed_over
         finally:
@@ -382,6 +393,8 @@ class _Service:
         if self.pidfile:
             self.pidfile.write()
         self.took_over = True
+        log.info("upgrade: master %d takes over from master %d", os.getpid(),
+                 self.predecessor.old_pid)
         self.predecessor.ready()
 
     def _logging(self):

@@ -28,13 +28,16 @@ except ImportError:  # Python 3.10
 @dataclasses.dataclass(frozen=True)
 class Option:
     name: str
-    kind: str      # int, workers, seconds, size, bool, str, mode, binds, level
+    kind: str      # int, workers, seconds, size, bool, str, spec, mode, binds, level
     default: object
     help: str
     minimum: int = 0
+    flag: bool = True  # a --flag of its own; False for the command's positional argument
 
 
 OPTIONS = [
+    Option("handler", "spec", "", "what to serve, MODULE:NAME: a request handler class "
+           "(the command's argument, when given, wins)", flag=False),
     Option("bind", "binds", (), "address to serve, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, "
            "unix:@NAME, udp://HOST:PORT, unixgram:PATH, fd://N (default: the sockets systemd "
            "passes, else 127.0.0.1:8000)"),
@@ -91,6 +94,7 @@ class Config:
     max_rss: int = 0
     preload: bool = False
     name: str = ""
+    handler: str = ""             # MODULE:NAME; the command's argument, else the file or env
     bind: tuple = ()
     backlog: int = 2048
     pidfile: str = ""
@@ -173,6 +177,13 @@ def _check(o, value, where):
     elif o.kind == "str":
         if not isinstance(value, str):
             bad("a string")
+    elif o.kind == "spec":
+        if not isinstance(value, str):
+            bad("a string, MODULE:NAME")
+        module, sep, attr = value.partition(":")
+        if value and not (module and sep and attr):
+            raise ConfigError(f"{where} {value!r} is not of the form MODULE:NAME "
+                              "(e.g. myapp.handlers:EchoHandler)")
     elif o.kind == "mode":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or not 0 <= value <= 0o777):
@@ -271,6 +282,7 @@ def _from_env(environ):
             raise ConfigError(f"unknown environment variable {key}"
                               f"{_suggest(name, prefix='PREFORK_', upper=True)}")
         values[name] = parse_value(o, text, key)
+        _check(o, values[name], key)
     return values
 
 

@@ -61,6 +61,9 @@ class PidFile:
         self.path, self.fd = path, fd
         return self
 
+    def fileno(self):
+        return self.fd
+
     def write(self, pid=None):
         """(Re)write the pid, after a fork into the background for instance."""
         data = f"{pid or os.getpid()}\n".encode()

@@ -129,6 +129,8 @@ class Master(upgrade.UpgradeSteps):
                 self.control.serve_one(lambda request: control.answer(self, request))
             elif self.successor and fd == self.successor.pipe:
                 self._on_successor_message()
+            elif self.successor and fd == self.successor.pidfd:
+                self._successor_exited()
             else:
                 self._on_worker_message(fd)
         self.server.service_actions()
@@ -264,7 +266,7 @@ class Master(upgrade.UpgradeSteps):
         log.info("%s: %s stop", why, "graceful" if graceful else "fast")
         if self.successor and not self.handed_over:
             log.warning("upgrade: stopping the new master %d too", self.successor.pid)
-            self._kill(self.successor.pid, signal.SIGTERM if graceful else signal.SIGINT)
+            self.successor.signal(signal.SIGTERM if graceful else signal.SIGINT)
         self.notifier.send(STOPPING=1, STATUS="stopping")
         self._apply(self.pool.stop(graceful, now))
 
@@ -294,9 +296,6 @@ class Master(upgrade.UpgradeSteps):
             if pid == 0:
                 return
             now = time.monotonic()
-            if self.successor and pid == self.successor.pid:
-                self._successor_exited(os.waitstatus_to_exitcode(status))
-                continue
             w = self.pool.workers.get(pid)
             note = ""
             if w is not None:
@@ -306,36 +305,7 @@ class Master(upgrade.UpgradeSteps):
             self._close_channel(pid)
             self._apply(self.pool.exited(pid, os.waitstatus_to_exitcode(status), note, now))
 
-    # -- upgrade: the steps are in upgrade.UpgradeSteps; the fork is here -----------------
-
-    def _fork_successor(self, plan):
-        """Fork the process that execs the new master image: (pid, read end of its pipe)."""
-        read_end, write_end = os.pipe()
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read_end)
-            os.close(write_end)
-            raise
-        if pid == 0:
-            os.close(read_end)
-            upgrade.exec_image(plan, write_end)  # never returns
-        os.close(write_end)
-        os.set_blocking(read_end, False)
-        return pid, read_end
-
-    def _wait_or_kill(self, pid, seconds):
-        """Reap child *pid*, SIGKILLing it if it has not exited within *seconds*."""
-        end = time.monotonic() + seconds
-        try:
-            while os.waitpid(pid, os.WNOHANG)[0] == 0:
-                if time.monotonic() >= end:
-                    self._kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    return
-                self.poller.poll(50)  # nothing else is left to do: pace the wait
-        except ChildProcessError:
-            pass
+    # -- helpers for the upgrade's steps (upgrade.UpgradeSteps) -------------------------
 
     def _kill(self, pid, signum):
         try:
@@ -432,8 +402,8 @@ class Master(upgrade.UpgradeSteps):
         return {w.pid: board[w.slot].heartbeat for w in self.pool.workers.values()} if board else {}
 
     def _master_fds(self):
-        fds = [self._waker_r.fileno(), self._waker_w.fileno(),
-               *getattr(self.server, "prefork_master_fds", ())]
+        fds = [self._waker_r.fileno(), self._waker_w.fileno()]
+        fds += [f.fileno() for f in getattr(self.server, "prefork_master_files", ())]
         fds += [ch.fileno() for ch in self.channels.values()]
         if self.inbox:
             fds += [self.inbox.fileno(), self.inbox.write_fileno()]
@@ -442,8 +412,8 @@ class Master(upgrade.UpgradeSteps):
         if self.control:
             fds.append(self.control.fileno())
         if self.successor:
-            fds.append(self.successor.pipe)
-        return fds
+            fds += [self.successor.pipe, self.successor.pidfd]
+        return [fd for fd in fds if fd >= 0]
 
     def _reopen_logs(self):
         logs.reopen_files()
@@ -470,8 +440,8 @@ class Master(upgrade.UpgradeSteps):
             self._close_channel(pid)
         if self.successor:
             if not self.handed_over:  # told to stop in stop(); give it its graceful time
-                self._wait_or_kill(self.successor.pid, self.cfg.graceful_timeout)
-            os.close(self.successor.pipe)
+                self.successor.wait_or_kill(self.cfg.graceful_timeout)
+            self.successor.close()
         if self.inbox:
             self.inbox.restore()
         if self.board:

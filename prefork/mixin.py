@@ -54,9 +54,9 @@ class PreforkMixIn:
     # More servers (one per further listening socket) served by the same pool; their
     # hooks apply to their own sockets.  The `prefork` command fills it from --bind.
     prefork_servers = ()
-    # Descriptors only the master may hold (the `prefork` command's pidfile lock):
-    # closed in every worker right after fork.
-    prefork_master_fds = ()
+    # Files only the master may hold (the `prefork` command's pidfile lock): objects
+    # whose fileno() is closed in every worker right after fork (-1 once closed).
+    prefork_master_files = ()
     # The zero-downtime upgrade (SIGUSR2), filled by the `prefork` command: the plan for
     # starting a successor, the new master's takeover step, and whether this master
     # handed over (so its sockets and files now belong to the successor).

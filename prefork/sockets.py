@@ -17,7 +17,7 @@ from .daemon import group_id
 from .errors import BindError, ConfigError
 
 __all__ = ["Bind", "Listener", "parse_bind", "open_listener", "adopt_listener",
-           "close_listeners"]
+           "close_listeners", "address_text"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +34,29 @@ class Listener:
     sock: socket.socket
     path: str = ""       # a Unix socket file this master created and will unlink
     inherited: bool = False
+
+    def describe(self):
+        """The spec, and for a socket passed in (systemd's, fd://) the address it is on:
+        systemd may give several sockets the same name."""
+        if not self.inherited:
+            return self.spec
+        return f"{self.spec} ({address_text(self.sock)})"
+
+
+def address_text(sock):
+    """Where *sock* listens, as --bind would spell it."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return "?"
+    udp = sock.type == socket.SOCK_DGRAM
+    if sock.family == socket.AF_UNIX:
+        if isinstance(name, bytes):  # the abstract namespace
+            name = "@" + name[1:].decode(errors="replace")
+        return f"{'unixgram' if udp else 'unix'}:{name}"
+    host, port = name[:2]
+    host = f"[{host}]" if sock.family == socket.AF_INET6 else host
+    return f"{'udp://' if udp else ''}{host}:{port}"
 
 
 _HOST_PORT = re.compile(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d+)")

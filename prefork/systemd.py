@@ -40,6 +40,8 @@ def listen_fds(environ=None, pid=None):
     for i in range(count):
         fd = LISTEN_FDS_START + i
         name = names[i] if i < len(names) and names[i] else f"fd{fd}"
+        # systemd passes them inheritable; a program a handler runs must not get them.
+        os.set_inheritable(fd, False)
         found.append((name, socket.socket(fileno=fd)))
     return found
 

@@ -56,13 +56,90 @@ class Plan:
 
 @dataclasses.dataclass
 class Successor:
-    """In the old master: the new master being started, and what it has said."""
+    """In the old master: the new master being started, and what it has said.
+
+    It is not this master's child.  The master forks a go-between that forks the
+    new image and exits at once, so the new master is adopted by the service manager
+    (systemd, PID 1 or the nearest subreaper) from its first moment.  When it then
+    sends MAINPID=, systemd supervises it as its own child: it waits for it on stop
+    and sees its exit status, as for the master it started itself.  This master
+    watches it through a pidfd, which becomes readable when it exits, and signals it
+    through the pidfd too, so a recycled pid can never be hit."""
 
     pid: int
     pipe: int             # the read end; "R" = ready, "E..." = failed and why
+    pidfd: int            # readable once the new master has exited
     deadline: object      # monotonic time by which it must be ready; None once passed
     deadline_after: float
     said: bytes = b""
+
+    @classmethod
+    def start(cls, plan, deadline_after, now):
+        """Fork the go-between, which forks the new image; return the Successor."""
+        read_end, write_end = os.pipe()
+        pid_r, pid_w = os.pipe()
+        me = os.getpid()
+        try:
+            between = os.fork()
+        except OSError:
+            for fd in (read_end, write_end, pid_r, pid_w):
+                os.close(fd)
+            raise
+        if between == 0:  # the go-between
+            status = 1
+            try:
+                os.close(read_end)
+                os.close(pid_r)
+                pid = os.fork()
+                if pid == 0:
+                    os.close(pid_w)
+                    exec_image(plan, write_end, me)  # never returns
+                os.write(pid_w, str(pid).encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        os.close(pid_w)
+        try:
+            os.waitpid(between, 0)  # it exits as soon as it has forked
+            text = os.read(pid_r, 32)
+        finally:
+            os.close(pid_r)
+        if not text.isdigit():
+            os.close(read_end)
+            raise OSError(0, "could not fork the new master")
+        pid = int(text)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:  # it failed at once and is gone; its pipe says why
+            pidfd = os.eventfd(1)  # readable at once, as its pidfd would be
+        os.set_blocking(read_end, False)
+        return cls(pid, read_end, pidfd, now + deadline_after, deadline_after)
+
+    def signal(self, signum):
+        try:
+            signal.pidfd_send_signal(self.pidfd, signum)
+        except (ProcessLookupError, OSError):
+            pass  # it has exited already
+
+    def exited(self, timeout=0.0):
+        """Whether it has exited, waiting up to *timeout* seconds for it."""
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+
+    def wait_or_kill(self, seconds):
+        """Wait until it has exited, SIGKILLing it after *seconds*."""
+        if not self.exited(seconds):
+            self.signal(signal.SIGKILL)
+            self.exited(5.0)
+
+    def close(self):
+        for fd in (self.pipe, self.pidfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     def hear(self):
         """Read what the new master wrote; return "ready", a failure message, or ""
@@ -88,7 +165,7 @@ class Successor:
 class UpgradeSteps:
     """The upgrade's half of prefork.master.Master: both the old master's steps
     (start a successor, hear it, hand over or carry on) and the new master's (take
-    over).  The fork itself is the master's (_fork_successor)."""
+    over)."""
 
     def start_upgrade(self, now):
         """Start a new master image; return why not ("" once started)."""
@@ -106,14 +183,13 @@ class UpgradeSteps:
             log.warning("upgrade (SIGUSR2) refused: %s", why)
             return why
         try:
-            pid, pipe = self._fork_successor(plan)
+            self.successor = Successor.start(plan, self.cfg.boot_timeout + SLACK, now)
         except OSError as e:
             log.error("upgrade: fork failed (%s); still serving", e.strerror)
             return f"fork failed: {e.strerror}"
-        after = self.cfg.boot_timeout + SLACK
-        self.successor = Successor(pid, pipe, now + after, after)
-        self.poller.register(pipe, select.POLLIN)
-        log.info("upgrade: started new master %d (%s)", pid, " ".join(plan.argv))
+        self.poller.register(self.successor.pipe, select.POLLIN)
+        self.poller.register(self.successor.pidfd, select.POLLIN)
+        log.info("upgrade: started new master %d (%s)", self.successor.pid, " ".join(plan.argv))
         self.notifier.send(STATUS=self.status())
         return ""
 
@@ -149,20 +225,22 @@ class UpgradeSteps:
             succ = self.successor
             log.error("upgrade: the new master %d is not ready after %gs; stopping it, this "
                       "one keeps serving", succ.pid, succ.deadline_after)
-            succ.deadline = None  # told once; its exit, when reaped, ends the upgrade
-            self._kill(succ.pid, signal.SIGTERM)
+            succ.deadline = None  # told once; its exit ends the upgrade
+            succ.signal(signal.SIGTERM)
 
-    def _successor_exited(self, code):
+    def _successor_exited(self):
+        """Its pidfd is readable: the new master has exited."""
         succ, self.successor = self.successor, None
-        try:
-            self.poller.unregister(succ.pipe)
-        except KeyError:
-            pass
+        for fd in (succ.pipe, succ.pidfd):
+            try:
+                self.poller.unregister(fd)
+            except KeyError:
+                pass
         succ.hear()  # its last words, if any are still in the pipe
-        os.close(succ.pipe)
+        succ.close()
         if self.handed_over:
             return
-        why = succ.reason() or f"it exited with status {code} before it was ready"
+        why = succ.reason() or "it exited before it was ready (its log says why)"
         log.error("upgrade abandoned, master %d keeps serving: new master %d failed: %s",
                   os.getpid(), succ.pid, why)
         self.last_upgrade = f"failed: {why}"
@@ -179,7 +257,6 @@ class UpgradeSteps:
             self.control.publish()
         # MAINPID: systemd tracks this process from now on (NotifyAccess=all lets it say so).
         self.notifier.send(MAINPID=os.getpid(), READY=1, STATUS=self.status())
-        log.info("upgrade: master %d takes over from master %d", os.getpid(), os.getppid())
         takeover()
 
 
@@ -196,11 +273,11 @@ def logical_cwd():
     return here
 
 
-def exec_image(plan, ready_fd):
+def exec_image(plan, ready_fd, old_master):
     """In the forked child: exec the new master image.  Never returns."""
     try:
         env = dict(os.environ)
-        env[ENV] = json.dumps({"pid": os.getpid(), "ready": ready_fd,
+        env[ENV] = json.dumps({"pid": os.getpid(), "master": old_master, "ready": ready_fd,
                                "pidfile": plan.pidfile_fd, "listeners": plan.listeners})
         if "WATCHDOG_USEC" in env:
             env["WATCHDOG_PID"] = str(os.getpid())  # the new master keeps the watchdog fed
@@ -227,8 +304,15 @@ class Inherited:
     def __init__(self, info):
         self.ready_fd = info["ready"]
         self.pidfile_fd = info["pidfile"]
-        self.listeners = {spec: (fd, inherited) for fd, spec, inherited in info["listeners"]}
-        self.old_pid = os.getppid()
+        # A list, not a dict by spec: systemd may give several sockets one name
+        # (FileDescriptorName=), and each must reach the new master.
+        self.listeners = [(spec, fd, inherited) for fd, spec, inherited in info["listeners"]]
+        self.old_pid = info["master"]
+        os.set_inheritable(self.ready_fd, False)  # this master's alone, not a later exec's
+
+    def fileno(self):
+        """The pipe to the old master, until ready() or failed() closes it (-1)."""
+        return self.ready_fd
 
     @classmethod
     def from_env(cls, environ=None):
@@ -248,20 +332,23 @@ class Inherited:
 
     def take(self, spec):
         """The inherited socket for --bind *spec*: (fd, inherited), or None."""
-        return self.listeners.pop(spec, None)
+        for i, (known, fd, inherited) in enumerate(self.listeners):
+            if known == spec:
+                del self.listeners[i]
+                return fd, inherited
+        return None
 
     def take_systemd(self):
-        """The sockets the old master had from systemd: [(spec, fd)]."""
-        found = [(spec, fd) for spec, (fd, _) in self.listeners.items()
-                 if spec.startswith("systemd:")]
-        for spec, _ in found:
-            del self.listeners[spec]
+        """The sockets the old master had from systemd, in their order: [(spec, fd)]."""
+        found = [(spec, fd) for spec, fd, _ in self.listeners if spec.startswith("systemd:")]
+        self.listeners = [entry for entry in self.listeners
+                          if not entry[0].startswith("systemd:")]
         return found
 
     def leftovers(self):
         """Sockets no --bind asks for any more: [(spec, fd)]."""
-        left = [(spec, fd) for spec, (fd, _) in self.listeners.items()]
-        self.listeners.clear()
+        left = [(spec, fd) for spec, fd, _ in self.listeners]
+        self.listeners = []
         return left
 
     def ready(self):
