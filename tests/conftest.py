@@ -1,7 +1,7 @@
 """What every test must leave as it found it: processes, fds, threads, signal handlers.
 
 The autouse fixture ``no_leaks`` takes stock before each test and checks after it:
-a child process (running or a zombie), a file descriptor, a thread, a changed
+a child process (running or a zombie) it started, a file descriptor, a thread, a changed
 signal handler or a socket file left in ``sockdir`` fails the test that left it.
 Leftover children are killed and reaped so that one failure does not cascade.
 """
@@ -51,6 +51,7 @@ def _kill_and_reap(children):
 @pytest.fixture(autouse=True)
 def no_leaks():
     me = psutil.Process()
+    children_before = {c.pid for c in me.children()}
     fds_before = _open_fds()
     threads_before = set(threading.enumerate())
     handlers_before = _handlers()
@@ -65,7 +66,16 @@ def no_leaks():
     if threads:
         problems.append(f"threads left running: {threads}")
 
-    children = me.children(recursive=True)
+    # A child the test found running (a container a module fixture booted) is not the
+    # test's to end, nor is what runs under it; the fixture that started it checks it.
+    children = []
+    for child in me.children():
+        if child.pid not in children_before:
+            children.append(child)
+            try:
+                children += child.children(recursive=True)
+            except psutil.Error:
+                pass
     if children:
         problems.append("child processes left: "
                         + ", ".join(f"{c.pid} ({c.status()})" for c in children))

@@ -98,6 +98,53 @@ def test_bad_input_is_one_line_and_a_status(appdir, args, env, status, message):
     assert message in one_error_line(stderr)
 
 
+def systemd_environment_file(path):
+    """The variables an EnvironmentFile= sets, read as systemd reads one: KEY=VALUE
+    lines, with comments and blank lines skipped."""
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith(("#", ";")):
+                key, _, value = line.partition("=")
+                env[key.strip()] = value.strip()
+    return env
+
+
+def test_the_handler_from_the_environment_or_the_config_file(appdir):
+    # The template unit's environment file and settings, as the deploy guide installs them.
+    deploy = os.path.join(ROOT, "docs", "deploy")
+    env = systemd_environment_file(os.path.join(deploy, "shop.env"))
+    assert env == {"PREFORK_HANDLER": "shop.handlers:Handler"}
+    (appdir / "shop").mkdir()
+    (appdir / "shop" / "__init__.py").write_text("")
+    (appdir / "shop" / "handlers.py").write_text("from apps import Probe as Handler\n")
+    shop_toml = os.path.join(deploy, "shop.toml")
+    code, out, err = prefork("check", "--config", shop_toml, cwd=appdir, env=env)
+    assert code == 0 and out.startswith("ok: shop.handlers:Handler imports;"), err
+    # The TOML key; the argument wins over both.
+    (appdir / "named.toml").write_text('handler = "app:Handler"\n')
+    code, out, _ = prefork("check", "--config", "named.toml", cwd=appdir)
+    assert code == 0 and out.startswith("ok: app:Handler imports;")
+    code, out, _ = prefork("check", "--config", "named.toml", "shop.handlers:Handler",
+                           cwd=appdir, env={"PREFORK_HANDLER": "nosuch:Handler"})
+    assert code == 0 and out.startswith("ok: shop.handlers:Handler imports;")
+    # Nothing named: one line saying where it may come from.
+    code, _, err = prefork("check", cwd=appdir)
+    assert code == 2
+    assert one_error_line(err) == ("nothing to serve: give MODULE:HANDLER, or set handler "
+                                   "in the config file or PREFORK_HANDLER in the environment")
+    code, _, err = prefork("check", cwd=appdir, env={"PREFORK_HANDLER": "app"})
+    assert code == 2 and one_error_line(err).startswith(
+        "PREFORK_HANDLER 'app' is not of the form MODULE:NAME")
+
+
+def test_serving_the_handler_the_environment_names(appdir, sockdir):
+    with Running(sockdir, cli=["--workers", "1"], pythonpath=[str(appdir)],
+                 env={"PREFORK_HANDLER": "app:Handler"}) as m:
+        assert int(m.request()) in m.workers()
+
+
 def test_a_config_file_with_an_unknown_key_or_a_bad_value(appdir):
     (appdir / "typo.toml").write_text("wrokers = 3\n")
     code, _, err = prefork("check", "--config", "typo.toml", "app:Handler", cwd=appdir)

@@ -174,3 +174,81 @@ def test_socket_activation_with_a_datagram_socket(tmp_path, sockdir):
         assert os.path.exists(path)  # inherited: never unlinked by the master
     finally:
         _clean_up(proc, [client, log], [path, client_path])
+
+
+@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
+                    reason="systemd-socket-activate not installed (Debian package systemd)")
+@pytest.mark.parametrize("names", [[], ["--fdname=shop:shop"]], ids=["fd3-fd4", "one-name"])
+def test_two_upgrades_of_a_socket_activated_master_then_a_reload(tmp_path, sockdir, names):
+    # Unnamed sockets, and two sockets under one name, as a socket unit's
+    # FileDescriptorName= gives them: each reaches every new master.
+    (tmp_path / "app.py").write_text("from apps import Probe as Handler\n")
+    unix_path, notify_path = os.path.join(sockdir, "a.sock"), os.path.join(sockdir, "notify")
+    with socket.socket(socket.AF_INET) as probe:  # a free port for systemd's tool to bind
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(TIMEOUT)
+    log = open(tmp_path / "log", "w+")
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "-l", unix_path, "-l", f"127.0.0.1:{port}",
+         *names, "-E", f"NOTIFY_SOCKET={notify_path}",
+         "-E", f"PYTHONPATH={os.pathsep.join([APPS_DIR, ROOT, str(tmp_path)])}",
+         sys.executable, "-m", "prefork", "serve", "--workers", "2", "app:Handler"],
+        cwd=tmp_path, stdout=log, stderr=log, start_new_session=True)
+    masters = []
+
+    def ask_both():
+        """Each socket answers, from a worker of the newest master."""
+        pids = set()
+        for family, address in ((socket.AF_UNIX, unix_path),
+                                (socket.AF_INET, ("127.0.0.1", port))):
+            with socket.socket(family) as c:
+                c.settimeout(TIMEOUT)
+                c.connect(address)
+                c.sendall(b"ping\n")
+                pids.add(int(c.recv(100)))
+        return pids
+
+    def until(text):
+        while text not in (msg := notify.recv(4096).decode()):
+            pass
+        return msg
+
+    try:
+        wait_for(lambda: os.path.exists(unix_path), "systemd-socket-activate to bind")
+        ask_both()  # starts the service
+        until("READY=1")
+        with subreaper():
+            try:
+                for _ in range(2):
+                    os.kill(masters[-1].pid if masters else proc.pid, signal.SIGUSR2)
+                    msg = until("MAINPID=")
+                    masters.append(NewMaster(int(re.search(r"MAINPID=(\d+)", msg)[1])))
+                    if len(masters) == 1:
+                        assert proc.wait(TIMEOUT) == 0  # the old master retired and left
+                    else:
+                        wait_for(masters[-2].reaped, "the old master to leave")
+                        assert masters[-2].status == 0
+                    assert ask_both() <= set(masters[-1].workers())
+                newest = masters[-1]
+                before = set(newest.workers())
+                os.kill(newest.pid, signal.SIGHUP)
+                assert "reloads: 1 ok" in until("READY=1")  # no worker failed to boot
+                after = wait_for(lambda: set(newest.workers()) - before
+                                 if not set(newest.workers()) & before else None,
+                                 "the retired workers to leave")
+                assert len(after) == 2
+                assert ask_both() <= after
+            finally:
+                for m in masters:
+                    m.stop()
+        log.seek(0)
+        text = log.read()
+        assert "Bad file descriptor" not in text
+        for address in (f"unix:{unix_path}", f"127.0.0.1:{port}"):
+            assert len(re.findall(rf"listening on systemd:\S+ \({re.escape(address)}\)",
+                                  text)) == 3
+    finally:
+        _clean_up(proc, [notify, log], [unix_path, notify_path])
