@@ -275,6 +275,10 @@ class Master(upgrade.UpgradeSteps):
         if pid is None:
             self.poller.unregister(fd)
             return
+        self._read_channel(pid)
+
+    def _read_channel(self, pid):
+        """Act on what worker *pid* wrote on its socket pair: "R" is ready."""
         try:
             data = self.channels[pid].recv(64)
         except BlockingIOError:
@@ -282,7 +286,10 @@ class Master(upgrade.UpgradeSteps):
         except OSError:
             data = b""
         if not data:  # the worker closed its end: it is exiting; waitpid will tell
-            self.poller.unregister(fd)
+            try:
+                self.poller.unregister(self.channels[pid])
+            except KeyError:
+                pass  # told already
             return
         if b"R" in data:
             self._apply(self.pool.ready(pid, time.monotonic()))
@@ -299,6 +306,10 @@ class Master(upgrade.UpgradeSteps):
             w = self.pool.workers.get(pid)
             note = ""
             if w is not None:
+                # A worker may say ready, serve and exit between two looks at its
+                # socket pair: what it said counts before its exit does.
+                if pid in self.channels and w.state == policy.BOOTING:
+                    self._read_channel(pid)
                 slot = self.board[w.slot]
                 note = slot.note
                 slot.release()

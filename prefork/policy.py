@@ -258,7 +258,9 @@ class Pool:
                 times.append(w.since + FAST_STOP_GRACE)
         if self.stopping is not None:
             times.append(self.stopping)
-        elif self.crashes and self.respawn_at and self._serving_count() < self.target:
+        elif self.respawn_at and self._serving_count() < self.target:
+            # A back-off still to wait out, whatever happened since (a worker that
+            # exited in good order resets the count of crashes, not the wait).
             times.append(self.respawn_at)
         return min(times) if times else None
 
@@ -305,6 +307,7 @@ class Pool:
             for w in extra[:len(serving) - self.target]:
                 acts += self._retire(w, now) if w.state == READY else self._kill(w, now)
         elif len(serving) < self.target and now >= self.respawn_at:
+            self.respawn_at = 0.0  # the back-off is served: next_deadline stops naming it
             acts += self._spawn(self.target - len(serving), self.generation)
         return acts
 

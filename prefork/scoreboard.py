@@ -3,14 +3,17 @@
 The master maps an anonymous shared region before it forks, so every worker
 sees the same pages.  Slot i belongs to one worker at a time: the worker writes
 it, the master reads it (and clears it when it hands the slot to a new worker).
-A field is written with one ``pack_into`` of at most 8 bytes at an aligned
-offset, so a reader never sees half of a number; a reader may see fields of two
-different moments, which the master tolerates (it only compares against
-deadlines).  Nothing here touches a disk.
+
+A number is written and read as one item of a typed memoryview over the region:
+one aligned store or load of at most 8 bytes, which no reader sees half done.
+(``struct.pack_into`` would not do: it zeroes the bytes first and then fills
+them, so a reader in between reads 0, as a heartbeat of 0 is a worker silent
+since the machine booted.)  A reader may see fields of two different moments,
+which the master tolerates: it only compares them against deadlines.  Nothing
+here touches a disk.
 """
 
 import mmap
-import struct
 import time
 
 __all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING"]
@@ -24,84 +27,109 @@ BOOTING, IDLE, BUSY, STOPPING = 1, 2, 3, 4
 _PID, _GEN, _STATE, _REQUESTS, _BEAT, _STARTED, _BUSY, _NOTE = 0, 4, 8, 16, 24, 32, 40, 48
 NOTE_SIZE = 208
 SLOT_SIZE = _NOTE + NOTE_SIZE  # 256
+_TYPES = {_PID: "i", _GEN: "I", _STATE: "I", _REQUESTS: "Q", _BEAT: "d", _STARTED: "d",
+          _BUSY: "d"}
 
 
-_I32, _U32, _U64, _F64 = (struct.Struct(f) for f in ("i", "I", "Q", "d"))
-# state and heartbeat written together, as one request's start or end: 8 + 8 bytes.
-_STATE_BEAT = struct.Struct("I4xQd")  # state (+pad), requests, heartbeat: offsets 8..32
+class _Views:
+    """The region seen as arrays of each field's type, indexed by byte offset."""
+
+    def __init__(self, region):
+        self.raw = memoryview(region)
+        self.of = {code: self.raw.cast(code) for code in set(_TYPES.values())}
+        self.field = {field: (self.of[code], self.of[code].itemsize)
+                      for field, code in _TYPES.items()}
+
+    def get(self, at, field):
+        view, size = self.field[field]
+        return view[(at + field) // size]
+
+    def put(self, at, field, value):
+        view, size = self.field[field]
+        view[(at + field) // size] = value
+
+    def release(self):
+        self.field.clear()
+        for view in self.of.values():
+            view.release()
+        self.raw.release()
 
 
 class Slot:
     """A view of one slot; cheap to make, holds no copy of the data."""
 
-    __slots__ = ("_buf", "_base", "index", "_served", "_busy", "_busy_since")
+    __slots__ = ("_views", "_base", "index", "_served", "_busy", "_busy_since")
 
-    def __init__(self, buf, index):
-        self._buf, self._base, self.index = buf, index * SLOT_SIZE, index
+    def __init__(self, views, index):
+        self._views, self._base, self.index = views, index * SLOT_SIZE, index
         self._served = 0  # the worker's own count, mirrored into the slot
         self._busy = 0.0  # the worker's own busy total, mirrored likewise
         self._busy_since = None
 
-    def _get(self, st, off):
-        return st.unpack_from(self._buf, self._base + off)[0]
+    def _get(self, field):
+        return self._views.get(self._base, field)
 
-    def _put(self, st, off, value):
-        st.pack_into(self._buf, self._base + off, value)
+    def _put(self, field, value):
+        self._views.put(self._base, field, value)
 
     # -- read by the master -------------------------------------------------------
-    pid = property(lambda self: self._get(_I32, _PID))
-    generation = property(lambda self: self._get(_U32, _GEN))
-    state = property(lambda self: self._get(_U32, _STATE))
-    requests = property(lambda self: self._get(_U64, _REQUESTS))
-    heartbeat = property(lambda self: self._get(_F64, _BEAT))
-    started = property(lambda self: self._get(_F64, _STARTED))
+    pid = property(lambda self: self._get(_PID))
+    generation = property(lambda self: self._get(_GEN))
+    state = property(lambda self: self._get(_STATE))
+    requests = property(lambda self: self._get(_REQUESTS))
+    heartbeat = property(lambda self: self._get(_BEAT))
+    started = property(lambda self: self._get(_STARTED))
 
     def busy_time(self, now):
         """Seconds this worker has spent inside requests, the one in progress included
         (a state change records its time in the heartbeat field)."""
-        total = self._get(_F64, _BUSY)
+        total = self._get(_BUSY)
         if self.state == BUSY:
             total += max(0.0, now - self.heartbeat)
         return total
 
     @property
     def note(self):
-        raw = bytes(self._buf[self._base + _NOTE:self._base + SLOT_SIZE])
+        raw = bytes(self._views.raw[self._base + _NOTE:self._base + SLOT_SIZE])
         return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
     # -- written by the master when it hands out the slot --------------------------
     def claim(self, generation, now):
-        self._buf[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
-        self._put(_U32, _GEN, generation)
-        self._put(_F64, _STARTED, now)
-        self._put(_F64, _BEAT, now)
-        self._put(_U32, _STATE, BOOTING)
+        self.release()
+        self._put(_GEN, generation)
+        self._put(_STARTED, now)
+        self._put(_BEAT, now)
+        self._put(_STATE, BOOTING)
 
     def release(self):
-        self._buf[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
+        self._views.raw[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
 
     # -- written by the worker -----------------------------------------------------
     def set_pid(self, pid):
-        self._put(_I32, _PID, pid)
+        self._put(_PID, pid)
 
     def set_state(self, state, now=None):
         """Record a state change with its time, and the requests served so far."""
         now = time.monotonic() if now is None else now
-        _STATE_BEAT.pack_into(self._buf, self._base + _STATE, state, self._served, now)
+        # The time before the state: a reader that sees the new state sees its time
+        # (busy_time() counts a request from it), never the time of the state before.
+        self._put(_BEAT, now)
+        self._put(_REQUESTS, self._served)
+        self._put(_STATE, state)
         if self._busy_since is not None:  # after the state: a reader may undercount, never
             self._busy += now - self._busy_since  # count one request twice
-            self._put(_F64, _BUSY, self._busy)
+            self._put(_BUSY, self._busy)
         self._busy_since = now if state == BUSY else None
 
     def beat(self, now=None):
-        self._put(_F64, _BEAT, time.monotonic() if now is None else now)
+        self._put(_BEAT, time.monotonic() if now is None else now)
 
     def count_request(self):
         self._served += 1
 
     def set_note(self, text):
         data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1]
-        self._buf[self._base + _NOTE:self._base + SLOT_SIZE] = data.ljust(NOTE_SIZE, b"\0")
+        self._views.raw[self._base + _NOTE:self._base + SLOT_SIZE] = data.ljust(NOTE_SIZE, b"\0")
 
 
 class Scoreboard:
@@ -111,14 +139,16 @@ class Scoreboard:
         self.size = size
         self._map = mmap.mmap(-1, max(1, size) * SLOT_SIZE,
                               flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
+        self._views = _Views(self._map)
 
     def __getitem__(self, index):
         if not 0 <= index < self.size:
             raise IndexError(index)
-        return Slot(self._map, index)
+        return Slot(self._views, index)
 
     def __iter__(self):
-        return (Slot(self._map, i) for i in range(self.size))
+        return (Slot(self._views, i) for i in range(self.size))
 
     def close(self):
+        self._views.release()  # the map cannot close while views of it are exported
         self._map.close()

@@ -238,8 +238,10 @@ def test_reload_under_load_serves_the_new_code(box):
     box.run(f"systemctl enable --now {SHOP}.socket")
     get(box, unix=SOCKET)
     master = main_pid(box)
-    with Load(box, f"unix:{SOCKET}") as load:
+    with Load(box, f"unix:{SOCKET}") as load, \
+            Load(box, f"unix:{SOCKET}", connections=1) as single:
         load.after(300)
+        single.after(20)
         write_app(box, "v2")
         started = time.monotonic()
         box.run(documented(f"systemctl reload {SHOP}"))
@@ -247,10 +249,14 @@ def test_reload_under_load_serves_the_new_code(box):
                  "the reload to be done", interval=0.05)
         took = time.monotonic() - started
         load.after(300)
-        result = load.stop()
+        single.after(20)
+        result, one = load.stop(), single.stop()
     figure("reload under load", requests=result["requests"], failed=len(result["failed"]),
            slowest=f"{result['slowest']}s", versions=result["versions"], took=f"{took:.2f}s")
-    assert result["failed"] == []
+    figure("reload, one request at a time", requests=one["requests"],
+           failed=len(one["failed"]), slowest=f"{one['slowest']}s")
+    assert result["failed"] == [] and one["failed"] == []
+    assert one["slowest"] < 1.0, one["slowest5"]
     assert result["versions"].get("shop v2", 0) >= 300
     assert get(box, unix=SOCKET)[1].startswith("shop v2 ")
     assert main_pid(box) == master

@@ -23,6 +23,19 @@ def test_max_requests_recycles_workers_with_no_failed_request(sockdir):
         assert not first <= set(m.worker_pids())
 
 
+def test_one_request_at_a_time_through_constant_recycling(sockdir):
+    # Workers that live for 1 or 2 requests: each exit, each fork and each "ready" race
+    # the next request.  A wake-up or a fork owed to the client must never be lost:
+    # every request is answered, none slowly, and no worker that served is taken for
+    # one that failed to boot.
+    with Running(sockdir, settings=["workers=2", "max_requests=1", "max_requests_jitter=1"]) as m:
+        with Load(m, max_requests=1500, timeout=5) as load:
+            wait_for(lambda: load.ok + len(load.errors) >= 1500, "1500 requests", timeout=60)
+        assert load.errors == []
+        assert max(load.latencies) < 1.0, sorted(load.latencies)[-5:]
+        assert "failed to boot" not in m.log() and "young deaths" not in m.log()
+
+
 def test_a_silent_worker_has_its_stack_logged_and_is_replaced(sockdir):
     with Running(sockdir, settings=["workers=2", "timeout=1"]) as m:
         with Load(m, line=b"hang", max_requests=1, timeout=30) as hung:

@@ -100,6 +100,26 @@ def test_young_deaths_back_off_exponentially_and_cap():
     assert [type(a) for a in sim.tick()] == [Spawn]
 
 
+def test_a_back_off_is_waited_out_even_when_a_later_exit_resets_the_crash_count():
+    # A worker dies young (the back-off starts), then the other leaves in good order
+    # (max_requests: the crash count resets): the pool is empty, and the master must
+    # still be told when to fork again, or it sleeps with no worker at all.
+    sim = Sim(workers=2)
+    first, second = sim.start()
+    sim.now += 0.5
+    sim.exit(first, 1)  # young: the back-off starts
+    assert sim.pool.crashes == 1
+    sim.exit(second, 0)  # in good order
+    assert sim.pool.crashes == 0 and sim.pool.workers == {}
+    assert sim.tick() == []  # not before the back-off deadline
+    due = sim.pool.next_deadline(sim.beats)
+    assert due == sim.now + policy.BACKOFF_BASE
+    sim.now = due
+    assert [type(a) for a in sim.tick()] == [Spawn, Spawn]
+    sim.ready_all()
+    assert sim.pool.next_deadline(sim.beats) is None  # nothing owed once served
+
+
 def test_boot_failures_before_any_ready_worker_give_up():
     sim = Sim(workers=2)
     sim.tick()

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -9,7 +10,7 @@ import prefork
 from prefork.config import POOL_SETTINGS, Config
 from prefork.errors import ConfigError, HandlerImportError
 from prefork.loader import import_object
-from prefork.scoreboard import BUSY, IDLE, Scoreboard
+from prefork.scoreboard import BOOTING, BUSY, IDLE, Scoreboard
 from prefork.signals import SignalInbox
 
 
@@ -119,6 +120,33 @@ def test_scoreboard_slots_are_shared_with_a_child():
         assert board[1].state == 0 and IDLE != BUSY
         with pytest.raises(IndexError):
             board[4]
+    finally:
+        board.close()
+
+
+def test_a_reader_never_sees_a_field_half_written():
+    # The master reads a worker's slot while the worker writes it: a heartbeat must
+    # never read as 0 (a worker silent since boot, killed for it), nor a state as 0.
+    board = Scoreboard(1)
+    try:
+        board[0].claim(generation=1, now=time.monotonic())
+        pid = os.fork()
+        if pid == 0:
+            try:
+                slot = board[0]
+                for _ in range(100_000):
+                    slot.set_state(BUSY)
+                    slot.count_request()
+                    slot.set_state(IDLE)
+            finally:
+                os._exit(0)
+        reader, torn, reads = board[0], 0, 0
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            for _ in range(1000):
+                torn += reader.heartbeat == 0.0 or reader.state not in (BOOTING, IDLE, BUSY)
+            reads += 1000
+        assert reads > 0 and torn == 0, f"{torn} torn reads in {reads}"
+        assert reader.requests == 100_000
     finally:
         board.close()
 
