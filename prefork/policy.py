@@ -258,9 +258,11 @@ class Pool:
                 times.append(w.since + FAST_STOP_GRACE)
         if self.stopping is not None:
             times.append(self.stopping)
-        elif self.respawn_at and self._serving_count() < self.target:
+        elif self.reload_gen is None and self.respawn_at and \
+                self._serving_count() < self.target:
             # A back-off still to wait out, whatever happened since (a worker that
-            # exited in good order resets the count of crashes, not the wait).
+            # exited in good order resets the count of crashes, not the wait).  A
+            # reload forks without it, so it is named only outside one.
             times.append(self.respawn_at)
         return min(times) if times else None
 
