@@ -44,6 +44,44 @@ def _clean_up(proc, files, paths):
             os.unlink(path)
 
 
+class Activated:
+    """`prefork serve app:Handler` (apps.Probe) under systemd-socket-activate, which
+    listens on *listen* (TCP on a free loopback port: "tcp"; a Unix socket: "unix")
+    and starts it on the first connection; NOTIFY_SOCKET is a socket the test reads."""
+
+    def __init__(self, tmp_path, sockdir, listen, tool_args=(), serve_args=()):
+        (tmp_path / "app.py").write_text("from apps import Probe as Handler\n")
+        self.unix_path = os.path.join(sockdir, "act.sock")
+        self.notify_path = os.path.join(sockdir, "notify")
+        with socket.socket(socket.AF_INET) as probe:  # a free port for the tool to bind
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.notify.settimeout(TIMEOUT)
+        self.log = open(tmp_path / "log", "w+")
+        where = {"tcp": f"127.0.0.1:{self.port}", "unix": self.unix_path}
+        self.proc = subprocess.Popen(
+            ["systemd-socket-activate", *(a for kind in listen for a in ("-l", where[kind])),
+             *tool_args, "-E", f"NOTIFY_SOCKET={self.notify_path}",
+             "-E", f"PYTHONPATH={os.pathsep.join([APPS_DIR, ROOT, str(tmp_path)])}",
+             sys.executable, "-m", "prefork", "serve", *serve_args, "app:Handler"],
+            cwd=tmp_path, stdout=self.log, stderr=self.log, start_new_session=True)
+
+    def until(self, text):
+        """The next notify message with *text* in it."""
+        while text not in (msg := self.notify.recv(4096).decode()):
+            pass
+        return msg
+
+    def text(self):
+        self.log.seek(0)
+        return self.log.read()
+
+    def close(self):
+        _clean_up(self.proc, [self.notify, self.log], [self.unix_path, self.notify_path])
+
+
 @needs
 def test_the_unit_files_verify(tmp_path):
     units = [os.path.join(UNITS, "prefork.service"), *instance_units(tmp_path)]
@@ -83,62 +121,45 @@ def test_every_unit_setting_says_why():
 @pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
                     reason="systemd-socket-activate not installed (Debian package systemd)")
 def test_socket_activation_with_tcp_and_unix_sockets(tmp_path, sockdir):
-    (tmp_path / "app.py").write_text("from apps import Probe as Handler\n")
-    unix_path = os.path.join(sockdir, "act.sock")
-    notify_path = os.path.join(sockdir, "notify")
-    with socket.socket(socket.AF_INET) as probe:  # a free port for systemd's tool to bind
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(TIMEOUT)
-    log = open(tmp_path / "log", "w+")
-    proc = subprocess.Popen(
-        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "-l", unix_path,
-         "--fdname=web:local", "-E", f"NOTIFY_SOCKET={notify_path}",
-         "-E", f"PYTHONPATH={os.pathsep.join([APPS_DIR, ROOT, str(tmp_path)])}",
-         sys.executable, "-m", "prefork", "serve", "app:Handler"],
-        cwd=tmp_path, stdout=log, stderr=log, start_new_session=True)
+    act = Activated(tmp_path, sockdir, ["tcp", "unix"], ["--fdname=web:local"])
     try:
         # systemd's tool starts the service on the first connection, as a socket unit
         # would; that connection waits in the queue until the workers are ready.
         def connect():
             try:
-                return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                return socket.create_connection(("127.0.0.1", act.port), timeout=TIMEOUT)
             except ConnectionRefusedError:
                 return None  # the tool has not bound yet
 
         with wait_for(connect, "systemd-socket-activate to listen") as c:
             c.sendall(b"first\n")
             first = c.recv(100)
-        assert notify.recv(4096).startswith(b"READY=1")
+        assert act.notify.recv(4096).startswith(b"READY=1")
         with socket.socket(socket.AF_UNIX) as c:
             c.settimeout(TIMEOUT)
-            c.connect(unix_path)
+            c.connect(act.unix_path)
             c.sendall(b"hi\n")
             second = c.recv(100)
         assert int(first) and int(second)
         # An upgrade hands systemd's sockets to the new master, names and all.
         with subreaper():
-            proc.send_signal(signal.SIGUSR2)
-            while b"MAINPID=" not in (msg := notify.recv(4096)):
-                pass
-            new = NewMaster(int(re.search(rb"MAINPID=(\d+)", msg)[1]))
+            act.proc.send_signal(signal.SIGUSR2)
+            msg = act.until("MAINPID=")
+            new = NewMaster(int(re.search(r"MAINPID=(\d+)", msg)[1]))
             try:
-                assert proc.wait(TIMEOUT) == 0
-                with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as c:
+                assert act.proc.wait(TIMEOUT) == 0
+                with socket.create_connection(("127.0.0.1", act.port), timeout=TIMEOUT) as c:
                     c.sendall(b"again\n")
                     assert int(c.recv(100)) in new.workers()
             finally:
                 assert new.stop() == 0
-        log.seek(0)
-        text = log.read()
+        text = act.text()
         assert text.count("listening on systemd:web") == 2
         assert text.count("listening on systemd:local") == 2
         # A socket the master inherited is never unlinked by it.
-        assert os.path.exists(unix_path)
+        assert os.path.exists(act.unix_path)
     finally:
-        _clean_up(proc, [notify, log], [unix_path, notify_path])
+        act.close()
 
 
 def test_watchdog_keeps_coming_from_the_loop(sockdir):
@@ -182,28 +203,14 @@ def test_socket_activation_with_a_datagram_socket(tmp_path, sockdir):
 def test_two_upgrades_of_a_socket_activated_master_then_a_reload(tmp_path, sockdir, names):
     # Unnamed sockets, and two sockets under one name, as a socket unit's
     # FileDescriptorName= gives them: each reaches every new master.
-    (tmp_path / "app.py").write_text("from apps import Probe as Handler\n")
-    unix_path, notify_path = os.path.join(sockdir, "a.sock"), os.path.join(sockdir, "notify")
-    with socket.socket(socket.AF_INET) as probe:  # a free port for systemd's tool to bind
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(TIMEOUT)
-    log = open(tmp_path / "log", "w+")
-    proc = subprocess.Popen(
-        ["systemd-socket-activate", "-l", unix_path, "-l", f"127.0.0.1:{port}",
-         *names, "-E", f"NOTIFY_SOCKET={notify_path}",
-         "-E", f"PYTHONPATH={os.pathsep.join([APPS_DIR, ROOT, str(tmp_path)])}",
-         sys.executable, "-m", "prefork", "serve", "--workers", "2", "app:Handler"],
-        cwd=tmp_path, stdout=log, stderr=log, start_new_session=True)
+    act = Activated(tmp_path, sockdir, ["unix", "tcp"], names, ["--workers", "2"])
     masters = []
 
     def ask_both():
         """Each socket answers, from a worker of the newest master."""
         pids = set()
-        for family, address in ((socket.AF_UNIX, unix_path),
-                                (socket.AF_INET, ("127.0.0.1", port))):
+        for family, address in ((socket.AF_UNIX, act.unix_path),
+                                (socket.AF_INET, ("127.0.0.1", act.port))):
             with socket.socket(family) as c:
                 c.settimeout(TIMEOUT)
                 c.connect(address)
@@ -211,23 +218,18 @@ def test_two_upgrades_of_a_socket_activated_master_then_a_reload(tmp_path, sockd
                 pids.add(int(c.recv(100)))
         return pids
 
-    def until(text):
-        while text not in (msg := notify.recv(4096).decode()):
-            pass
-        return msg
-
     try:
-        wait_for(lambda: os.path.exists(unix_path), "systemd-socket-activate to bind")
+        wait_for(lambda: os.path.exists(act.unix_path), "systemd-socket-activate to bind")
         ask_both()  # starts the service
-        until("READY=1")
+        act.until("READY=1")
         with subreaper():
             try:
                 for _ in range(2):
-                    os.kill(masters[-1].pid if masters else proc.pid, signal.SIGUSR2)
-                    msg = until("MAINPID=")
+                    os.kill(masters[-1].pid if masters else act.proc.pid, signal.SIGUSR2)
+                    msg = act.until("MAINPID=")
                     masters.append(NewMaster(int(re.search(r"MAINPID=(\d+)", msg)[1])))
                     if len(masters) == 1:
-                        assert proc.wait(TIMEOUT) == 0  # the old master retired and left
+                        assert act.proc.wait(TIMEOUT) == 0  # the old master retired and left
                     else:
                         wait_for(masters[-2].reaped, "the old master to leave")
                         assert masters[-2].status == 0
@@ -235,7 +237,7 @@ def test_two_upgrades_of_a_socket_activated_master_then_a_reload(tmp_path, sockd
                 newest = masters[-1]
                 before = set(newest.workers())
                 os.kill(newest.pid, signal.SIGHUP)
-                assert "reloads: 1 ok" in until("READY=1")  # no worker failed to boot
+                assert "reloads: 1 ok" in act.until("READY=1")  # no worker failed to boot
                 after = wait_for(lambda: set(newest.workers()) - before
                                  if not set(newest.workers()) & before else None,
                                  "the retired workers to leave")
@@ -244,11 +246,10 @@ def test_two_upgrades_of_a_socket_activated_master_then_a_reload(tmp_path, sockd
             finally:
                 for m in masters:
                     m.stop()
-        log.seek(0)
-        text = log.read()
+        text = act.text()
         assert "Bad file descriptor" not in text
-        for address in (f"unix:{unix_path}", f"127.0.0.1:{port}"):
+        for address in (f"unix:{act.unix_path}", f"127.0.0.1:{act.port}"):
             assert len(re.findall(rf"listening on systemd:\S+ \({re.escape(address)}\)",
                                   text)) == 3
     finally:
-        _clean_up(proc, [notify, log], [unix_path, notify_path])
+        act.close()
