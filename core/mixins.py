@@ -104,23 +104,38 @@ if hasattr(os, "fork"):
             self.collect_children(blocking=self.block_on_close)
 
 
-class _JoinableThreads:
-    """The request threads server_close() must wait for; finished ones are dropped."""
+class _RequestThreads(list):
+    """The request threads server_close() waits for, as a list: code written for
+    socketserver reads ``server._threads``.  Daemon threads are not kept, and the
+    finished ones are dropped each time a thread is added, so the list holds the
+    live threads, not every thread the server ever started."""
 
-    def __init__(self):
-        self._threads = []
-        self._lock = threading.Lock()
-
-    def add(self, thread):
-        with self._lock:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
+    def append(self, thread):
+        self[:] = [t for t in self if t.is_alive()]
+        if not thread.daemon:
+            super().append(thread)
 
     def join(self):
-        with self._lock:
-            threads, self._threads = self._threads, []
+        threads, self[:] = self[:], []
         for thread in threads:
             thread.join()
+
+
+class _NoRequestThreads:
+    """``_threads`` of a server that does not wait for its threads (block_on_close
+    false): nothing is kept, nothing is waited for."""
+
+    def append(self, thread):
+        pass
+
+    def join(self):
+        pass
+
+    def __len__(self):
+        return 0
+
+    def __iter__(self):
+        return iter(())
 
 
 class ThreadingMixIn:
@@ -128,11 +143,13 @@ class ThreadingMixIn:
 
     ``daemon_threads`` makes those threads daemons (they do not keep the
     interpreter alive); with ``block_on_close`` true, server_close() waits for
-    the non-daemon ones to finish.
+    the non-daemon ones to finish.  Those are listed in ``_threads`` while they
+    run.
     """
 
     daemon_threads = False
     block_on_close = True
+    _threads = _NoRequestThreads()
 
     def process_request_thread(self, request, client_address):
         """The body of a request thread: handle, report errors, shut the request down."""
@@ -145,19 +162,15 @@ class ThreadingMixIn:
 
     def process_request(self, request, client_address):
         """Start a thread that runs process_request_thread()."""
+        if self.block_on_close and "_threads" not in vars(self):
+            self._threads = _RequestThreads()  # this server's own, made on first use
         thread = threading.Thread(target=self.process_request_thread,
                                   args=(request, client_address))
         thread.daemon = self.daemon_threads
-        if self.block_on_close and not thread.daemon:
-            threads = self.__dict__.get("_request_threads")
-            if threads is None:
-                threads = self._request_threads = _JoinableThreads()
-            threads.add(thread)
+        self._threads.append(thread)
         thread.start()
 
     def server_close(self):
-        """Close the server, then wait for tracked request threads."""
+        """Close the server, then wait for the request threads still running."""
         super().server_close()
-        threads = self.__dict__.get("_request_threads")
-        if threads is not None:
-            threads.join()
+        self._threads.join()
