@@ -27,7 +27,8 @@ log = logging.getLogger("prefork")
 
 EXIT_USAGE, EXIT_RUNTIME = 2, 1
 DEFAULT_BIND = "127.0.0.1:8000"
-KNOWN_FLAGS = ["--" + o.name.replace("_", "-") for o in config_mod.OPTIONS if o.flag] + [
+FLAG_SETTINGS = [s for s in config_mod.SETTINGS if s.source == "flag"]
+KNOWN_FLAGS = [s.flag for s in FLAG_SETTINGS] + [
     "--config", "--server", "--control", "--pidfile", "--json", "--fast", "--help"]
 
 
@@ -55,26 +56,23 @@ def build_parser():
                        ("check", "check the configuration and import the handler, then exit")):
         p = sub.add_parser(name, help=text, description=text, epilog=SERVE_EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("handler", metavar="MODULE:HANDLER", nargs="?", default=argparse.SUPPRESS,
-                       help="a request handler class, e.g. myapp.handlers:EchoHandler; "
-                       "without it, handler from the file or PREFORK_HANDLER")
+        handler = next(s for s in config_mod.SETTINGS if s.source == "argument")
+        p.add_argument(handler.name, metavar=handler.metavar, nargs="?",
+                       default=argparse.SUPPRESS, help=f"{handler.help}; without it, "
+                       f"{handler.name} from the file or {handler.env}")
         p.add_argument("--config", metavar="FILE.toml",
                        help="read settings from a TOML file (also PREFORK_CONFIG); "
                        "SIGHUP re-reads it")
         p.add_argument("--server", metavar="MODULE:CLASS",
                        help="a server class to pre-fork instead of the default "
                        "(e.g. http.server:HTTPServer)")
-        for o in filter(lambda o: o.flag, config_mod.OPTIONS):
-            flag = "--" + o.name.replace("_", "-")
-            shown = _default_text(o)
-            kw = {"dest": o.name, "default": argparse.SUPPRESS,
-                  "help": o.help + (f" (default: {shown})" if shown else "")}
-            if o.kind == "bool":
-                p.add_argument(flag, action="store_true", **kw)
-            elif o.kind == "binds":
-                p.add_argument(flag, action="append", metavar="ADDR", **kw)
-            else:
-                p.add_argument(flag, metavar=METAVARS.get(o.name, o.kind.upper()), **kw)
+        for s in FLAG_SETTINGS:
+            shown = s.shown_default()
+            kw = {"dest": s.name, "default": argparse.SUPPRESS,
+                  "help": s.help + (f" (default: {shown})" if shown else "")}
+            if s.kind.action != "store_true":
+                kw["metavar"] = s.metavar or s.kind.metavar
+            p.add_argument(s.flag, action=s.kind.action, **kw)
     for name, text in (("status", "show the workers of a running master"),
                        ("reload", "reload a running master (as SIGHUP)"),
                        ("upgrade", "start a new master image on the same sockets (as "
@@ -93,11 +91,6 @@ def build_parser():
     return top
 
 
-METAVARS = {"pidfile": "PATH", "control": "PATH", "error_log": "PATH", "user": "USER",
-            "group": "GROUP", "socket_group": "GROUP", "name": "NAME", "workers": "N|MIN..MAX",
-            "max_workers": "N", "max_requests": "N", "max_requests_jitter": "N",
-            "backlog": "N"}
-
 SERVE_EPILOG = """\
 Every option is also a key of the TOML file (--config; "max-requests" or
 "max_requests") and an environment variable (PREFORK_MAX_REQUESTS).  The command
@@ -115,30 +108,20 @@ examples:
 """
 
 
-def _default_text(o):
-    if o.kind == "bool" or o.default in ("", (), None, 0):
-        return ""
-    if o.kind == "mode":
-        return f"{o.default:04o}"
-    if o.kind == "seconds":
-        return f"{o.default:g}s"
-    return str(o.default)
-
-
 def cli_values(args):
     """The options given on the command line, typed."""
     values = {}
-    for o in config_mod.OPTIONS:
-        if o.name not in vars(args):
+    for s in config_mod.SETTINGS:
+        if s.name not in vars(args):
             continue
-        raw = getattr(args, o.name)
-        flag = "--" + o.name.replace("_", "-") if o.flag else o.name
-        if o.kind == "bool":
-            values[o.name] = bool(raw)
-        elif o.kind == "binds":
-            values[o.name] = tuple(raw)
+        raw = getattr(args, s.name)
+        if s.kind.action == "store_true":
+            values[s.name] = bool(raw)
+        elif s.kind.action == "append":
+            values[s.name] = tuple(raw)
         else:
-            values[o.name] = config_mod.parse_value(o, raw, flag)
+            values[s.name] = config_mod.parse_value(
+                s, raw, s.flag if s.source == "flag" else s.name)
     return values
 
 
@@ -173,7 +156,7 @@ def _fail(message, status, args, exc=None):
 # -- serve and check ------------------------------------------------------------------
 
 def load_config(args):
-    cfg = config_mod.load(cli_values(args), args.config)
+    cfg = config_mod.load(cli_values(args), args.config, os.environ)
     if not cfg.handler:
         raise ConfigError("nothing to serve: give MODULE:HANDLER, or set handler in the "
                           "config file or PREFORK_HANDLER in the environment")

@@ -1,120 +1,252 @@
 """One typed, validated, frozen Config, merged from defaults, a TOML file, the
 environment and the command line (in rising precedence).
 
-Every setting is described once, in OPTIONS: its type, default and help.  The same
-table makes the command-line flags (``--max-requests``), the TOML keys
-(``max_requests``, or ``max-requests``), and the environment variables
-(``PREFORK_MAX_REQUESTS``).  Text from a file, the environment or the command line
-is parsed here and nowhere else; a bad value raises ConfigError naming where it
-came from and what would be right.
+Every setting is declared once, as a field of Config: its type, its default, its
+help and its kind.  Everything else is derived from that declaration: the
+command-line flag (``--max-requests``), the TOML key (``max_requests``, or
+``max-requests``), the environment variable (``PREFORK_MAX_REQUESTS``), the flag's
+metavar and default in ``--help``, the class attributes of PreforkMixIn, and the
+settings table of the documentation (settings_table(), checked by a test).
+
+A kind says how a value is written (parse), what a good one is (check), and how
+it is shown; text from a file, the environment or the command line is parsed
+here and nowhere else.  A bad value raises ConfigError naming where it came from
+and what would be right.  This module does no I/O but reading the file it is
+given.
 """
 
 import dataclasses
 import difflib
 import math
-import os
 import re
 
 from .errors import ConfigError
 
-__all__ = ["Config", "OPTIONS", "SETTINGS", "POOL_SETTINGS", "load", "parse_value"]
+__all__ = ["Config", "Setting", "SETTINGS", "POOL_SETTINGS", "load", "parse_value",
+           "settings_table"]
 
 try:
     import tomllib
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+LEVELS = ("debug", "info", "warning", "error")
+
+
+# -- kinds ----------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class Option:
+class Kind:
+    """How the values of one kind of setting are written, checked and shown."""
+
     name: str
-    kind: str      # int, workers, seconds, size, bool, str, spec, mode, binds, level
+    parse: object            # text -> value; raises ValueError
+    check: object            # (value, setting) -> what a good value is, or "" when good
+    expected: str            # what parse wants, for its error message
+    metavar: str = ""
+    show: object = str       # default -> text for --help and the docs
+    from_toml: object = None  # a TOML value -> a value (None: taken as it is)
+    action: str = "store"    # argparse's: "store_true" for a switch, "append" for a list
+
+
+def _whole(value, s):
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < s.minimum
+    return f"a whole number >= {s.minimum}" if bad else ""
+
+
+def _workers(value, s):
+    if isinstance(value, tuple):
+        good = len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                       for v in value) and 1 <= value[0] <= value[1]
+        return "" if good else "a range MIN..MAX of whole numbers with 1 <= MIN <= MAX"
+    bad = _whole(value, s)
+    return bad and bad + " or a range MIN..MAX"
+
+
+def _parse_workers(text):
+    low, sep, high = text.partition("..")
+    return (int(low), int(high)) if sep else int(text)
+
+
+def _seconds(value, s):
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) \
+        or not math.isfinite(value) or value < 0
+    return "a number of seconds >= 0" if bad else ""
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmgt]?)i?b?", re.I)
+_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
+
+
+def _parse_size(text):
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise ValueError(text)
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def _parse_bool(text):
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _spec(value, s):
+    if not isinstance(value, str):
+        return "a string, MODULE:NAME"
+    module, sep, attr = value.partition(":")
+    return "" if not value or (module and sep and attr) else "MODULE:NAME"
+
+
+def _mode(value, s):
+    bad = value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                 or not 0 <= value <= 0o777)
+    return "an octal mode from 000 to 777" if bad else ""
+
+
+def _binds(value, s):
+    good = isinstance(value, tuple) and all(isinstance(b, str) and b for b in value)
+    return "" if good else "a list of addresses"
+
+
+def _parsed_if_text(kind_parse):
+    return lambda value: kind_parse(value) if isinstance(value, str) else value
+
+
+KINDS = {k.name: k for k in [
+    Kind("int", int, _whole, "a whole number", "N"),
+    Kind("workers", _parse_workers, _workers, "a whole number or a range such as 2..16",
+         "N|MIN..MAX", from_toml=_parsed_if_text(_parse_workers)),
+    Kind("seconds", float, _seconds, "a number of seconds", "SECONDS", show="{:g}s".format,
+         from_toml=lambda v: float(v) if isinstance(v, int) and not isinstance(v, bool)
+         else v),
+    Kind("size", _parse_size, _whole, "a size such as 512M or 1G", "SIZE",
+         from_toml=_parsed_if_text(_parse_size)),
+    Kind("bool", _parse_bool, lambda v, s: "" if isinstance(v, bool) else "true or false",
+         "true or false", action="store_true"),
+    Kind("str", str, lambda v, s: "" if isinstance(v, str) else "a string", "a string"),
+    Kind("spec", str, _spec, "MODULE:NAME", "MODULE:NAME"),
+    Kind("mode", lambda text: int(text, 8), _mode, "an octal mode such as 0660", "MODE",
+         show="{:04o}".format, from_toml=_parsed_if_text(lambda text: int(text, 8))),
+    Kind("binds", lambda text: tuple(b.strip() for b in text.split(",") if b.strip()),
+         _binds, "addresses", "ADDR", action="append",
+         from_toml=lambda v: (v,) if isinstance(v, str) else tuple(v)
+         if isinstance(v, list) else v),
+    Kind("level", str.lower, lambda v, s: "" if v in LEVELS else "one of " + ", ".join(LEVELS),
+         "one of " + ", ".join(LEVELS), "LEVEL",
+         from_toml=lambda v: v.lower() if isinstance(v, str) else v),
+]}
+
+
+# -- settings ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One setting, as declared on a Config field."""
+
+    kind: Kind
     default: object
     help: str
+    metavar: str = ""        # for --help; the kind's when empty
     minimum: int = 0
-    flag: bool = True  # a --flag of its own; False for the command's positional argument
+    pool: bool = False       # a setting of the pool: a PreforkMixIn class attribute too
+    source: str = "flag"     # "flag": --flag, TOML key, PREFORK_ variable; "argument":
+    #                          the command's argument, a TOML key and a variable;
+    #                          "derived": set from another setting only
+    name: str = ""           # the field's name, filled in from Config
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self):
+        return "PREFORK_" + self.name.upper()
+
+    def shown_default(self):
+        if self.kind.action == "store_true" or self.default in ("", (), None, 0):
+            return ""
+        return self.kind.show(self.default)
 
 
-OPTIONS = [
-    Option("handler", "spec", "", "what to serve, MODULE:NAME: a request handler class "
-           "(the command's argument, when given, wins)", flag=False),
-    Option("bind", "binds", (), "address to serve, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, "
-           "unix:@NAME, udp://HOST:PORT, unixgram:PATH, fd://N (default: the sockets systemd "
-           "passes, else 127.0.0.1:8000)"),
-    Option("workers", "workers", 2, "worker processes to keep serving: N, or MIN..MAX for "
-           "an adaptive pool that grows while all are busy and shrinks when idle", 1),
-    Option("shrink_after", "seconds", 10.0, "adaptive pool: seconds of idle surplus before "
-           "one worker is retired"),
-    Option("max_workers", "int", 0, "hard cap on live worker processes, reloads included "
-           "(default: twice --workers, or twice MAX)"),
-    Option("max_requests", "int", 0, "recycle a worker after this many requests (0: never)"),
-    Option("max_requests_jitter", "int", 0, "add a random 0..N to each worker's max_requests"),
-    Option("timeout", "seconds", 30.0, "kill a worker silent this long, after logging its "
-           "stack (0: never)"),
-    Option("boot_timeout", "seconds", 30.0, "time a new worker has to import and become ready"),
-    Option("graceful_timeout", "seconds", 30.0, "time a retiring worker has to finish its request"),
-    Option("max_rss", "size", 0, "recycle a worker whose resident memory passes this "
-           "(e.g. 512M; 0: no limit)"),
-    Option("backlog", "int", 2048, "listen backlog of stream sockets", 1),
-    Option("preload", "bool", False, "import the handler once in the master, before forking"),
-    Option("pidfile", "str", "", "write the master's pid here, locked while it runs"),
-    Option("control", "str", "", "the master's control socket (mode 0600), for "
-           "status, reload, upgrade, stop and scale"),
-    Option("daemon", "bool", False, "detach and run in the background (not under systemd)"),
-    Option("user", "str", "", "switch to this user after binding"),
-    Option("group", "str", "", "switch to this group after binding"),
-    Option("umask", "mode", None, "umask for the master and workers (octal, e.g. 027)"),
-    Option("socket_mode", "mode", 0o660, "mode of Unix sockets the master creates (octal)"),
-    Option("socket_group", "str", "", "group of Unix sockets the master creates"),
-    Option("name", "str", "", "name shown in process titles and logs"),
-    Option("log_level", "level", "info", "debug, info, warning or error"),
-    Option("error_log", "str", "", "log to this file instead of standard error"),
-    Option("debug", "bool", False, "show tracebacks for errors"),
-]
-_BY_NAME = {o.name: o for o in OPTIONS}
-LEVELS = ("debug", "info", "warning", "error")
-POOL_SETTINGS = ("workers", "workers_max", "shrink_after", "max_workers", "max_requests",
-                 "max_requests_jitter", "timeout", "boot_timeout", "graceful_timeout",
-                 "max_rss", "preload", "name")
+def setting(kind, default, help, **more):
+    """A Config field declaring a setting of *kind* (a name in KINDS)."""
+    return dataclasses.field(default=default, metadata={
+        "setting": Setting(KINDS[kind], default, help, **more)})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """The settings.  Times are seconds; sizes are bytes; 0 means "no limit"."""
 
-    workers: int = 2              # given as (MIN, MAX) or "MIN..MAX": MIN, with MAX below
-    workers_max: int = 0          # an adaptive pool's MAX; 0: a fixed pool of ``workers``
-    shrink_after: float = 10.0
-    max_workers: int = 0          # 0: twice ``workers`` (twice ``workers_max`` if adaptive)
-    max_requests: int = 0
-    max_requests_jitter: int = 0
-    timeout: float = 30.0
-    boot_timeout: float = 30.0
-    graceful_timeout: float = 30.0
-    max_rss: int = 0
-    preload: bool = False
-    name: str = ""
-    handler: str = ""             # MODULE:NAME; the command's argument, else the file or env
-    bind: tuple = ()
-    backlog: int = 2048
-    pidfile: str = ""
-    control: str = ""
-    daemon: bool = False
-    user: str = ""
-    group: str = ""
-    umask: object = None
-    socket_mode: int = 0o660
-    socket_group: str = ""
-    log_level: str = "info"
-    error_log: str = ""
-    debug: bool = False
+    handler: str = setting(
+        "spec", "", "what to serve, MODULE:NAME: a request handler class (the command's "
+        "argument, when given, wins)", source="argument", metavar="MODULE:HANDLER")
+    bind: tuple = setting(
+        "binds", (), "address to serve, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, "
+        "unix:@NAME, udp://HOST:PORT, unixgram:PATH, fd://N (default: the sockets systemd "
+        "passes, else 127.0.0.1:8000)")
+    workers: int = setting(
+        "workers", 2, "worker processes to keep serving: N, or MIN..MAX for an adaptive "
+        "pool that grows while all are busy and shrinks when idle", minimum=1, pool=True)
+    workers_max: int = setting(
+        "int", 0, "an adaptive pool's MAX (from workers MIN..MAX); 0: a fixed pool",
+        pool=True, source="derived")
+    shrink_after: float = setting(
+        "seconds", 10.0, "adaptive pool: seconds of idle surplus before one worker is "
+        "retired", pool=True)
+    max_workers: int = setting(
+        "int", 0, "hard cap on live worker processes, reloads included (default: twice "
+        "--workers, or twice MAX)", pool=True)
+    max_requests: int = setting(
+        "int", 0, "recycle a worker after this many requests (0: never)", pool=True)
+    max_requests_jitter: int = setting(
+        "int", 0, "add a random 0..N to each worker's max_requests", pool=True)
+    timeout: float = setting(
+        "seconds", 30.0, "kill a worker silent this long, after logging its stack (0: never)",
+        pool=True)
+    boot_timeout: float = setting(
+        "seconds", 30.0, "time a new worker has to import and become ready", pool=True)
+    graceful_timeout: float = setting(
+        "seconds", 30.0, "time a retiring worker has to finish its request", pool=True)
+    max_rss: int = setting(
+        "size", 0, "recycle a worker whose resident memory passes this (e.g. 512M; 0: no "
+        "limit)", pool=True)
+    backlog: int = setting("int", 2048, "listen backlog of stream sockets", minimum=1)
+    preload: bool = setting(
+        "bool", False, "import the handler once in the master, before forking", pool=True)
+    pidfile: str = setting(
+        "str", "", "write the master's pid here, locked while it runs", metavar="PATH")
+    control: str = setting(
+        "str", "", "the master's control socket (mode 0600), for status, reload, upgrade, "
+        "stop and scale", metavar="PATH")
+    daemon: bool = setting(
+        "bool", False, "detach and run in the background (not under systemd)")
+    user: str = setting("str", "", "switch to this user after binding", metavar="USER")
+    group: str = setting("str", "", "switch to this group after binding", metavar="GROUP")
+    umask: object = setting(
+        "mode", None, "umask for the master and workers (octal, e.g. 027)")
+    socket_mode: int = setting(
+        "mode", 0o660, "mode of Unix sockets the master creates (octal)")
+    socket_group: str = setting(
+        "str", "", "group of Unix sockets the master creates", metavar="GROUP")
+    name: str = setting(
+        "str", "", "name shown in process titles and logs", metavar="NAME", pool=True)
+    log_level: str = setting("level", "info", "debug, info, warning or error")
+    error_log: str = setting(
+        "str", "", "log to this file instead of standard error", metavar="PATH")
+    debug: bool = setting("bool", False, "show tracebacks for errors")
 
     def __post_init__(self):
         if isinstance(self.workers, str):
-            object.__setattr__(self, "workers",
-                               parse_value(_BY_NAME["workers"], self.workers, "workers"))
-        for o in OPTIONS:
-            _check(o, getattr(self, o.name), o.name)
+            object.__setattr__(self, "workers", parse_value(_BY_NAME["workers"],
+                                                            self.workers, "workers"))
+        for s in SETTINGS:
+            if s.source != "derived":
+                _check(s, getattr(self, s.name), s.name)
         if isinstance(self.workers, tuple):
             low, high = self.workers
             object.__setattr__(self, "workers", low)
@@ -149,93 +281,32 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
-SETTINGS = tuple(f.name for f in dataclasses.fields(Config))
+SETTINGS = tuple(dataclasses.replace(f.metadata["setting"], name=f.name)
+                 for f in dataclasses.fields(Config))
+_BY_NAME = {s.name: s for s in SETTINGS}
+POOL_SETTINGS = tuple(s.name for s in SETTINGS if s.pool)
 
 
-def _check(o, value, where):
+def _check(s, value, where):
     """Type and range of an already-typed value; raise ConfigError naming *where*."""
-    def bad(expected):
-        shown = f"{value[0]!r}..{value[1]!r}" if isinstance(value, tuple) and \
-            len(value) == 2 else repr(value)
-        raise ConfigError(f"{where}: expected {expected}, got {shown}")
-
-    if o.kind == "workers" and isinstance(value, tuple):
-        if len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
-                                      for v in value) or not 1 <= value[0] <= value[1]:
-            bad("a range MIN..MAX of whole numbers with 1 <= MIN <= MAX")
-    elif o.kind in ("int", "size", "workers"):
-        if isinstance(value, bool) or not isinstance(value, int) or value < o.minimum:
-            bad(f"a whole number >= {o.minimum}" + (" or a range MIN..MAX"
-                                                    if o.kind == "workers" else ""))
-    elif o.kind == "seconds":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0:
-            bad("a number of seconds >= 0")
-    elif o.kind == "bool":
-        if not isinstance(value, bool):
-            bad("true or false")
-    elif o.kind == "str":
-        if not isinstance(value, str):
-            bad("a string")
-    elif o.kind == "spec":
-        if not isinstance(value, str):
-            bad("a string, MODULE:NAME")
-        module, sep, attr = value.partition(":")
-        if value and not (module and sep and attr):
-            raise ConfigError(f"{where} {value!r} is not of the form MODULE:NAME "
-                              "(e.g. myapp.handlers:EchoHandler)")
-    elif o.kind == "mode":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not 0 <= value <= 0o777):
-            bad("an octal mode from 000 to 777")
-    elif o.kind == "level":
-        if value not in LEVELS:
-            bad("one of " + ", ".join(LEVELS))
-    elif o.kind == "binds":
-        if not isinstance(value, tuple) or not all(isinstance(b, str) and b for b in value):
-            bad("a list of addresses")
+    expected = s.kind.check(value, s)
+    if not expected:
+        return
+    if s.kind.name == "spec" and isinstance(value, str):
+        raise ConfigError(f"{where} {value!r} is not of the form MODULE:NAME "
+                          "(e.g. myapp.handlers:EchoHandler)")
+    shown = f"{value[0]!r}..{value[1]!r}" if isinstance(value, tuple) and len(value) == 2 \
+        else repr(value)
+    raise ConfigError(f"{where}: expected {expected}, got {shown}")
 
 
-_SIZE = re.compile(r"(\d+)\s*([kmgt]?)i?b?", re.I)
-_UNITS = {"": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3, "t": 1024 ** 4}
-
-
-def parse_value(o, text, where):
-    """Turn *text* (from the command line or the environment) into *o*'s type."""
-    text = text.strip()
+def parse_value(s, text, where):
+    """Turn *text* (from the command line or the environment) into *s*'s type."""
     try:
-        if o.kind == "int":
-            return int(text)
-        if o.kind == "workers":
-            low, sep, high = text.partition("..")
-            return (int(low), int(high)) if sep else int(text)
-        if o.kind == "seconds":
-            return float(text)
-        if o.kind == "size":
-            m = _SIZE.fullmatch(text)
-            if not m:
-                raise ValueError
-            return int(m.group(1)) * _UNITS[m.group(2).lower()]
-        if o.kind == "bool":
-            lowered = text.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if o.kind == "mode":
-            return int(text, 8)
-        if o.kind == "binds":
-            return tuple(b.strip() for b in text.split(",") if b.strip())
-        if o.kind == "level":
-            return text.lower()
-        return text
+        return s.kind.parse(text.strip())
     except ValueError:
-        expected = {"int": "a whole number", "workers": "a whole number or a range such "
-                    "as 2..16", "seconds": "a number of seconds",
-                    "size": "a size such as 512M or 1G", "bool": "true or false",
-                    "mode": "an octal mode such as 0660"}[o.kind]
-        raise ConfigError(f"{where}: expected {expected}, got {text!r}") from None
+        raise ConfigError(f"{where}: expected {s.kind.expected}, got {text.strip()!r}") \
+            from None
 
 
 def _from_file(path):
@@ -251,22 +322,17 @@ def _from_file(path):
     values = {}
     for key, value in data.items():
         name = key.replace("-", "_")
-        o = _BY_NAME.get(name)
-        if o is None:
+        s = _BY_NAME.get(name)
+        if s is None or s.source == "derived":
             raise ConfigError(f"unknown key {key!r} in {path}{_suggest(name)}")
         where = f"key {key!r} in {path}"
-        if o.kind == "binds":
-            value = (value,) if isinstance(value, str) else tuple(value) \
-                if isinstance(value, list) else value
-        elif o.kind in ("mode", "workers") and isinstance(value, str):
-            value = parse_value(o, value, where)
-        elif o.kind == "size" and isinstance(value, str):
-            value = parse_value(o, value, where)
-        elif o.kind == "seconds" and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        elif o.kind == "level" and isinstance(value, str):
-            value = value.lower()
-        _check(o, value, where)
+        if s.kind.from_toml:
+            try:
+                value = s.kind.from_toml(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected {s.kind.expected}, got {value!r}") \
+                    from None
+        _check(s, value, where)
         values[name] = value
     return values
 
@@ -277,34 +343,55 @@ def _from_env(environ):
         if not key.startswith("PREFORK_") or key == "PREFORK_CONFIG":
             continue
         name = key[len("PREFORK_"):].lower()
-        o = _BY_NAME.get(name)
-        if o is None:
+        s = _BY_NAME.get(name)
+        if s is None or s.source == "derived":
             raise ConfigError(f"unknown environment variable {key}"
                               f"{_suggest(name, prefix='PREFORK_', upper=True)}")
-        values[name] = parse_value(o, text, key)
-        _check(o, values[name], key)
+        values[name] = parse_value(s, text, key)
+        _check(s, values[name], key)
     return values
 
 
 def _suggest(name, prefix="", upper=False):
-    close = difflib.get_close_matches(name, list(_BY_NAME), n=1)
+    names = [s.name for s in SETTINGS if s.source != "derived"]
+    close = difflib.get_close_matches(name, names, n=1)
     if not close:
         return ""
     guess = prefix + (close[0].upper() if upper else close[0])
     return f" (did you mean {guess}?)"
 
 
-def load(cli_values, config_file=None, environ=None):
-    """Merge defaults < file < environment < *cli_values* into a Config.
+def load(cli_values, config_file, environ):
+    """Merge defaults < file < *environ* < *cli_values* into a Config.
 
-    *cli_values* maps option names to typed values given on the command line.
-    The file is *config_file*, else PREFORK_CONFIG from the environment.
+    *cli_values* maps setting names to typed values given on the command line.  The
+    file is *config_file*, else PREFORK_CONFIG from *environ*.
     """
-    env = os.environ if environ is None else environ
-    path = config_file or env.get("PREFORK_CONFIG", "")
+    path = config_file or environ.get("PREFORK_CONFIG", "")
     merged = {}
     if path:
         merged.update(_from_file(path))
-    merged.update(_from_env(env))
+    merged.update(_from_env(environ))
     merged.update(cli_values)
     return Config(**merged)
+
+
+def settings_table():
+    """The settings as a reStructuredText table, for the documentation."""
+    rows = [("setting (TOML key)", "command line", "environment", "default", "meaning")]
+    for s in SETTINGS:
+        if s.source == "derived":
+            continue
+        flag = "``MODULE:HANDLER``" if s.source == "argument" else \
+            f"``{s.flag}``" if s.kind.action == "store_true" else \
+            f"``{s.flag} {s.metavar or s.kind.metavar}``"
+        default = s.shown_default()
+        rows.append((f"``{s.name}``", flag, f"``{s.env}``",
+                     f"``{default}``" if default else "", s.help))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    rule = "  ".join("=" * w for w in widths)
+
+    def line(row):
+        return "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+
+    return "\n".join([rule, line(rows[0]), rule, *map(line, rows[1:]), rule]) + "\n"

@@ -13,7 +13,7 @@ signal.  Settings are class attributes, as ``max_children`` is for ForkingMixIn.
 
 import core
 
-from .config import Config
+from .config import SETTINGS, Config
 from .errors import ConfigError
 from .loader import import_object, is_spec
 from .master import Master
@@ -25,9 +25,9 @@ __all__ = ["PreforkMixIn", "PreforkTCPServer", "PreforkUDPServer",
 class PreforkMixIn:
     """Serve requests in a supervised pool of pre-forked worker processes.
 
-    Settings (class attributes; see Config for their meaning):
-        workers, workers_max, shrink_after, max_workers, max_requests, max_requests_jitter, timeout,
-        boot_timeout, graceful_timeout, max_rss, preload, name
+    Settings: a class attribute for each pool setting of Config (POOL_SETTINGS:
+        workers, max_requests, timeout, ...), with Config's default; a subclass
+        or an instance sets its own.  ``workers`` may be "MIN..MAX" or (MIN, MAX).
     Hooks a subclass may override:
         pre_fork(worker)     in the master, before a worker is forked
         post_fork(worker)    in the worker, after the handler is imported; an
@@ -39,18 +39,6 @@ class PreforkMixIn:
     worker imports after its fork, so a reload serves the code then on disk.
     """
 
-    workers = 2  # or "MIN..MAX" / (MIN, MAX): an adaptive pool
-    workers_max = 0
-    shrink_after = 10.0
-    max_workers = 0
-    max_requests = 0
-    max_requests_jitter = 0
-    timeout = 30.0
-    boot_timeout = 30.0
-    graceful_timeout = 30.0
-    max_rss = 0
-    preload = False
-    name = ""
     # More servers (one per further listening socket) served by the same pool; their
     # hooks apply to their own sockets.  The `prefork` command fills it from --bind.
     prefork_servers = ()
@@ -126,6 +114,13 @@ class PreforkMixIn:
             if any(c.__name__ == mixin for c in type(self).__mro__):
                 raise ConfigError(f"{type(self).__name__} mixes PreforkMixIn with {mixin}: "
                                   "a worker serves one request at a time; drop the other mix-in")
+
+
+# The settings' class attributes: names and defaults from their one declaration.
+for _setting in SETTINGS:
+    if _setting.pool:
+        setattr(PreforkMixIn, _setting.name, _setting.default)
+del _setting
 
 
 class PreforkTCPServer(PreforkMixIn, core.TCPServer):

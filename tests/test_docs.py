@@ -73,3 +73,13 @@ def test_handler_methods_in_call_order():
     handler = members(documented_classes(read_reference())["BaseRequestHandler"])
     methods = [m for m in handler if m in ("setup", "handle", "finish")]
     assert methods == ["setup", "handle", "finish"]
+
+
+def test_the_settings_table_is_made_from_the_declaration():
+    from prefork.config import settings_table
+    with open(os.path.join(DOCS, "settings-table.txt")) as f:
+        documented = f.read()
+    assert documented == settings_table(), (
+        "docs/settings-table.txt is out of date; remake it with: python -c 'from "
+        "prefork.config import settings_table; print(settings_table(), end=\"\")' "
+        "> docs/settings-table.txt")
