@@ -7,6 +7,7 @@
 """
 
 from .config import Config
+from .deployment import Deployment, Ending
 from .errors import BootError, ConfigError, HandlerImportError, PreforkError
 from .mixin import (
     PreforkMixIn,
@@ -20,6 +21,6 @@ from .worker import WorkerInfo
 __all__ = [
     "PreforkMixIn", "PreforkTCPServer", "PreforkUDPServer",
     "PreforkUnixStreamServer", "PreforkUnixDatagramServer",
-    "Config", "WorkerInfo",
+    "Config", "WorkerInfo", "Deployment", "Ending",
     "PreforkError", "ConfigError", "HandlerImportError", "BootError",
 ]

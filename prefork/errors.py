@@ -17,12 +17,14 @@ class HandlerImportError(PreforkError):
 class BootError(PreforkError):
     """Workers cannot boot: the pool gave up instead of forking in a loop.
 
-    ``note`` is what the last failed worker reported (its exception, one line).
+    ``note`` is what the last failed worker reported (its exception, one line);
+    ``import_failed`` is true when it could not import the handler.
     """
 
-    def __init__(self, message, note=""):
+    def __init__(self, message, note="", import_failed=False):
         super().__init__(message)
         self.note = note
+        self.import_failed = import_failed
 
 
 class BindError(PreforkError):

@@ -1,4 +1,5 @@
-"""Log files: reopened on SIGUSR1 (after logrotate moved them), in master and workers."""
+"""Log files: reopened on SIGUSR1 (after logrotate moved them), in master and workers.
+(The command sets logging up: prefork.command.process.setup_logging.)"""
 
 import logging
 
@@ -23,24 +24,3 @@ def reopen_files():
                     handler.release()
                 count += 1
     return count
-
-
-def setup(level="info", error_log="", systemd=False):
-    """Log to *error_log*, or to standard error; return the handler's stream.
-
-    Under systemd, journald stamps every line, so lines carry no time of their own.
-    Workers inherit this set-up through fork.
-    """
-    if error_log:
-        handler = logging.FileHandler(error_log)
-    else:
-        handler = logging.StreamHandler()
-    fmt = "%(levelname)s [%(process)d] %(message)s" if systemd and not error_log else \
-        "%(asctime)s %(levelname)s [%(process)d] %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    return handler.stream

@@ -1,11 +1,14 @@
-"""The master loop: the only code that forks, signals and reaps.
+"""The master loop: it forks, signals and reaps the workers, and carries out what
+the policy decides.
 
-The loop sleeps in poll() until the next deadline the policy names, or until
-something wakes it: a signal (through the SignalInbox pipe), a worker reporting
-ready (a byte on its socket pair), or shutdown() from another thread.  Each turn
+The loop sleeps in poll() until the next deadline (the policy's, the watchdog's,
+an upgrade's), or until something wakes it: a signal (through the SignalInbox
+pipe), a worker reporting ready (a byte on its socket pair), a control client,
+the new master of an upgrade, or shutdown() from another thread.  Each turn
 drains the signals, then calls the server's service_actions(), where exited
-workers are reaped with waitpid(-1, WNOHANG) and the policy's decisions are
-carried out.  Decisions live in policy.py; this module only executes them.
+workers are reaped with waitpid(-1, WNOHANG), the samples the policy asks for are
+taken, and the policy's actions are carried out.  Every decision is the policy's
+(policy.Pool); this module reports events to it and executes its answers.
 """
 
 import gc
@@ -17,12 +20,15 @@ import socket
 import threading
 import time
 
-from . import adaptive, control, limits, loader, logs, policy, upgrade
-from .control import ControlSocket
+from . import logs, policy
+from .control import ControlSocket, answer
+from .deployment import Deployment, Ending
 from .errors import BootError, PreforkError
-from .scoreboard import Scoreboard
+from .loader import import_shared_stdlib
+from .scoreboard import BUSY, Scoreboard
 from .signals import SignalInbox
 from .systemd import Notifier
+from .upgrade import Upgrader
 from .worker import WorkerInfo, WorkerPlan, run_worker, set_title
 
 __all__ = ["Master", "MASTER_SIGNALS"]
@@ -32,53 +38,54 @@ log = logging.getLogger("prefork")
 MASTER_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT,
                   signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1, signal.SIGUSR2,
                   signal.SIGCHLD)
-RSS_SAMPLE_INTERVAL = 1.0
 LOOP_ERROR_PAUSE = 0.5  # after an unexpected error, so a persistent one cannot spin
 
 
-class Master(upgrade.UpgradeSteps):
-    """Runs the pool for *server* (a PreforkMixIn server) with settings *cfg*."""
+class Master:
+    """Runs the pool for *server* (a PreforkMixIn server) with settings *cfg*, as
+    *deployment* (a Deployment) says.
 
-    def __init__(self, server, cfg):
+    For the caller: run() until stopped (returns an Ending), request_stop() from
+    any thread, ``stopped`` (an Event).
+    For signals and the control socket: reload(), stop(graceful, why), scale_to(n),
+    start_upgrade(), snapshot(), status().
+    For the server: service_actions(), which the server's own runs every turn.
+    """
+
+    def __init__(self, server, cfg, deployment=None):
         self.server = server
         self.cfg = cfg
+        self.deployment = deployment or Deployment()
         self.pool = policy.Pool(cfg)
+        self.upgrader = Upgrader(self.deployment.upgrade)
         self.channels = {}  # pid -> the master's end of the worker's socket pair
         self.failure = None
         self.done = False
         self.stopped = threading.Event()
-        self._next_rss = 0.0
         self._next_watchdog = None
         self._waker_r, self._waker_w = socket.socketpair()
         self._waker_r.setblocking(False)
         self._waker_w.setblocking(False)
         self._stop_requested = False
         self._catch_up = False
-        self.inbox = None
-        self.board = None
-        self.notifier = None
-        self.control = None
+        self.inbox = self.board = self.notifier = self.control = self.poller = None
         self.started = time.time()
-        self.announced = False  # READY=1 sent for the first generation
-        self.last_reload = ""
-        self.successor = None  # the new master of an upgrade in progress: its pid, pipe...
-        self.handed_over = False  # to a successor: unlink nothing, tell systemd nothing
-        self.last_upgrade = ""  # how the last upgrade this master started ended
-        self.adapter = None
-        self._next_adapt = None
-        self._adapt_to(cfg)
 
     # -- the loop -------------------------------------------------------------------
 
     def run(self):
-        """Fork the pool and supervise it until it is stopped; raise BootError if it
-        cannot boot."""
+        """Fork the pool and supervise it until it is stopped; return how it ended
+        (an Ending), or raise BootError if it cannot boot."""
         try:
             if threading.current_thread() is threading.main_thread():
                 self.inbox = SignalInbox(MASTER_SIGNALS)
             else:
                 log.warning("prefork master not in the main thread: signals are not handled")
-            loader.import_shared_stdlib()
+            import_shared_stdlib()
+            # What the master holds now is the workers' too: frozen, a worker's garbage
+            # collections leave those pages alone, so they stay shared (copy-on-write).
+            gc.collect()
+            gc.freeze()
             self.board = Scoreboard(self.cfg.max_workers)
             self.notifier = Notifier()
             if self.notifier.watchdog_interval:
@@ -90,10 +97,8 @@ class Master(upgrade.UpgradeSteps):
             self.poller.register(self._waker_r, select.POLLIN)
             if self.inbox:
                 self.poller.register(self.inbox, select.POLLIN)
-            control_path = getattr(self.server, "prefork_control", "")
-            if control_path:
-                takeover = getattr(self.server, "prefork_takeover", None)
-                self.control = ControlSocket(control_path, staged=takeover is not None)
+            if self.deployment.control is not None:
+                self.control = ControlSocket(self.deployment.control)
                 self.poller.register(self.control, select.POLLIN)
             self.server.service_actions()
             while not self.done:
@@ -107,18 +112,18 @@ class Master(upgrade.UpgradeSteps):
             self._cleanup()
             self.stopped.set()
         if self.failure:
-            raise BootError(self.failure.message, self.failure.note)
+            raise BootError(self.failure.message, self.failure.note, self.failure.import_failed)
+        return Ending.HANDED_OVER if self.upgrader.handed_over else Ending.STOPPED
 
     def _turn(self):
-        deadline = self.pool.next_deadline(self._beats())
-        for extra in (self._next_rss if self.cfg.max_rss else None, self._next_watchdog,
-                      self._next_adapt, self._successor_deadline()):
-            if extra is not None:
-                deadline = extra if deadline is None else min(deadline, extra)
+        deadlines = [self.pool.next_deadline(self._beats()), self._next_watchdog,
+                     self.upgrader.deadline()]
+        deadline = min((d for d in deadlines if d is not None), default=None)
         timeout = None if deadline is None else max(0, deadline - time.monotonic())
         if self._catch_up:
             self._catch_up, timeout = False, 0
         events = self.poller.poll(None if timeout is None else timeout * 1000 + 1)
+        upgrade_fds = self.upgrader.fds()
         for fd, _ in events:
             if self.inbox and fd == self.inbox.fileno():
                 for signum in self.inbox.drain():
@@ -126,77 +131,77 @@ class Master(upgrade.UpgradeSteps):
             elif fd == self._waker_r.fileno():
                 self._drain_waker()
             elif self.control and fd == self.control.fileno():
-                self.control.serve_one(lambda request: control.answer(self, request))
-            elif self.successor and fd == self.successor.pipe:
-                self._on_successor_message()
-            elif self.successor and fd == self.successor.pidfd:
-                self._successor_exited()
+                self.control.serve_one(lambda request: answer(self, request))
+            elif fd in upgrade_fds:
+                if fd in self.upgrader.fds():  # not gone while this turn's events ran
+                    self._on_successor(fd)
             else:
                 self._on_worker_message(fd)
         self.server.service_actions()
 
     def service_actions(self):
-        """Reap exited workers, enforce limits, and act on the policy's decisions."""
+        """Reap exited workers, take the samples the policy asks for, and carry out
+        its decisions."""
         self._reap()
         now = time.monotonic()
-        if self.cfg.max_rss and now >= self._next_rss:
-            self._next_rss = now + RSS_SAMPLE_INTERVAL
-            ready = [w.pid for w in self.pool.workers.values() if w.state == policy.READY]
-            mib = 1024 * 1024
-            for pid, rss in limits.sample_rss(ready).items():
-                if rss > self.cfg.max_rss:
-                    why = f"uses {rss // mib} MiB (max_rss {self.cfg.max_rss // mib} MiB)"
-                    self._apply(self.pool.over_limit(pid, why, now))
-        if self.adapter and now >= self._next_adapt:  # before tick(): it forks the growth
-            self._next_adapt = now + adaptive.INTERVAL
-            self._adapt(now)
+        for sample in self.pool.samples_due(now):  # before tick(): it forks a growth
+            self._apply(self._feed(sample, now))
         self._apply(self.pool.tick(now, self._beats()))
         if self._next_watchdog is not None and now >= self._next_watchdog:
             # Sent from the loop itself: if the loop hangs, systemd stops hearing it.
             self.notifier.send(WATCHDOG=1)
             self._next_watchdog = now + self.notifier.watchdog_interval
-        self._check_successor(now)
-        if not self.announced and self.pool.counts()[policy.READY] >= self.pool.target:
-            self.announced = True
-            log.info("ready: %s", self.status())
-            self._announce()
+        if self.upgrader.overdue(now):
+            succ = self.upgrader.successor
+            log.error("upgrade: the new master %d is not ready after %gs; stopping it, this "
+                      "one keeps serving", succ.pid, self.upgrader.due.after)
 
-    def _adapt_to(self, cfg):
-        """An adaptive pool (workers MIN..MAX) gets an Adapter; a fixed one none."""
-        if not cfg.adaptive:
-            self.adapter = self._next_adapt = None
-        elif self.adapter is None:
-            self.adapter = adaptive.Adapter(cfg.workers, cfg.workers_max, cfg.shrink_after)
-            self._next_adapt = time.monotonic()
-        else:
-            self.adapter.low, self.adapter.high = cfg.workers, cfg.workers_max
-            self.adapter.shrink_after = cfg.shrink_after
-            self.adapter.reset()
-
-    def _adapt(self, now):
-        pool = self.pool
-        if pool.reload_gen is not None or pool.stopping is not None:
-            self.adapter.reset()  # the pool is changing for other reasons: look again later
-            return
-        busy = {w.pid: self.board[w.slot].busy_time(now) for w in pool.workers.values()
-                if w.state == policy.READY}
-        change, why = self.adapter.observe(now, busy, pool.target)
-        if change:
-            log.info("adaptive pool: %s", why)
-            self._apply(pool.scale(change))
+    def _feed(self, sample, now):
+        """Take *sample* (a policy.Sample) and hand it to the policy."""
+        if sample.what == "rss":
+            from .limits import sample_rss  # psutil, only for a pool that has max_rss
+            return self.pool.sampled_rss(sample_rss(sample.pids), now)
+        workers = self.pool.workers
+        busy = {pid: self.board[workers[pid].slot].busy_time(now) for pid in sample.pids
+                if pid in workers}
+        return self.pool.observe_load(busy, now)
 
     def status(self):
         """One line on the pool, for logs and systemd's STATUS=."""
-        c = self.pool.counts()
-        served = sum(self.board[w.slot].requests for w in self.pool.workers.values())
+        pool = self.pool
+        c = pool.counts()
+        served = sum(self.board[w.slot].requests for w in pool.workers.values())
         line = (f"{c[policy.READY]} workers ready, {c[policy.BOOTING]} booting, "
-                f"generation {self.pool.generation}, {served} requests by live workers")
-        if self.pool.reloads["ok"] or self.pool.reloads["failed"]:
-            line += (f"; reloads: {self.pool.reloads['ok']} ok, "
-                     f"{self.pool.reloads['failed']} failed, last {self.last_reload}")
-        if self.successor and not self.handed_over:
-            line += f"; upgrading: new master {self.successor.pid} starting"
+                f"generation {pool.generation}, {served} requests by live workers")
+        if pool.reloads["ok"] or pool.reloads["failed"]:
+            line += (f"; reloads: {pool.reloads['ok']} ok, "
+                     f"{pool.reloads['failed']} failed, last {pool.last_reload}")
+        if self.upgrader.successor and not self.upgrader.handed_over:
+            line += f"; upgrading: new master {self.upgrader.successor.pid} starting"
         return line
+
+    def snapshot(self):
+        """The pool as data, for `prefork status`: the master, each worker, totals."""
+        from .limits import sample_rss  # psutil: only when somebody asks
+        now, me = time.monotonic(), os.getpid()
+        pool = self.pool.snapshot(now)
+        rss = sample_rss([me, *(w["pid"] for w in pool["workers"])])
+        for w in pool["workers"]:
+            slot = self.board[w["slot"]]
+            w.update(requests=slot.requests, busy=slot.state == BUSY,
+                     rss=rss.get(w["pid"], 0))
+        workers = pool.pop("workers")
+        succ = self.upgrader.successor
+        return {
+            "master": {"pid": me, "name": self.cfg.name, "rss": rss.get(me, 0),
+                       "uptime": round(time.time() - self.started, 3)},
+            **{k: pool[k] for k in ("generation", "target", "max_workers", "reloads",
+                                    "adaptive")},
+            "upgrade": {"new_master": succ.pid if succ and not self.upgrader.handed_over
+                        else None, "last": self.upgrader.last},
+            "workers": workers,
+            "totals": {"workers": len(workers), "requests": sum(w["requests"] for w in workers),
+                       "rss": sum(w["rss"] for w in workers) + rss.get(me, 0)}}
 
     def request_stop(self):
         """From any thread: stop gracefully, as SIGTERM would."""
@@ -209,13 +214,12 @@ class Master(upgrade.UpgradeSteps):
     # -- events -----------------------------------------------------------------------
 
     def _on_signal(self, signum):
-        now = time.monotonic()
         if signum == signal.SIGHUP:
-            self.reload(now)
+            self.reload()
         elif signum == signal.SIGTERM:
-            self.stop(True, now, "SIGTERM")
+            self.stop(True, "SIGTERM")
         elif signum in (signal.SIGINT, signal.SIGQUIT):
-            self.stop(False, now, signal.Signals(signum).name)
+            self.stop(False, signal.Signals(signum).name)
         elif signum == signal.SIGTTIN:
             self._apply(self.pool.scale(+1))
         elif signum == signal.SIGTTOU:
@@ -223,34 +227,76 @@ class Master(upgrade.UpgradeSteps):
         elif signum == signal.SIGUSR1:
             self._reopen_logs()
         elif signum == signal.SIGUSR2:
-            self.start_upgrade(now)
+            self.start_upgrade()
         # SIGCHLD only wakes the loop: reaping happens in service_actions().
 
-    def reload(self, now):
+    def reload(self):
+        """Read the settings again and start a new generation; return why not, or ""."""
         try:
             self.server.on_reload()
-            self.pool.reconfigure(self.server.prefork_config(), self.board.size)
-            self._adapt_to(self.pool.cfg)
+            reread = self.deployment.reread
+            cfg = reread() if reread else self.server.prefork_config()
+            self._apply(self.pool.reconfigure(cfg, self.board.size))
         except Exception as e:
             log.error("reload abandoned, workers unchanged: %s", e,
                       exc_info=not isinstance(e, PreforkError))
-            self.notifier.send(READY=1, STATUS=f"reload failed: {e}; {self.status()}")
+            self._apply(self.pool.reload_refused(str(e)))
             return f"reload failed: {e}"
-        started = self.pool.reload_gen is None
-        self._apply(self.pool.reload(now))
-        if started and self.pool.reload_gen is not None:
-            self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
+        gc.collect()  # before the new generation's forks freeze what is left
+        self._apply(self.pool.reload(time.monotonic()))
         return ""
 
     def scale_to(self, n):
-        """Set the pool's size (the control socket's `scale`); return why not, or ""."""
-        top = self.pool.cfg.max_workers
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= top:
-            return f"workers must be a whole number from 1 to max_workers ({top}), not {n!r}"
-        self._apply(self.pool.scale(n - self.pool.target))
-        if self.adapter:
-            self.adapter.reset()
+        """Set the pool's size (the control socket's `scale`); ConfigError if *n* is
+        out of range."""
+        self._apply(self.pool.scale_to(n))
+
+    def stop(self, graceful, why):
+        log.info("%s: %s stop", why, "graceful" if graceful else "fast")
+        if self.upgrader.stop(graceful):
+            log.warning("upgrade: stopping the new master %d too", self.upgrader.successor.pid)
+        self._apply(self.pool.stop(graceful, time.monotonic()))
+
+    def start_upgrade(self):
+        """Start a new master image on the same sockets; return why not, or ""."""
+        why = self.upgrader.start(time.monotonic(), self.pool.cfg.boot_timeout,
+                                  self.pool.stopping is not None)
+        if why:
+            log.warning("upgrade (SIGUSR2) refused: %s", why)
+            return why
+        for fd in self.upgrader.fds():
+            self.poller.register(fd, select.POLLIN)
+        succ = self.upgrader.successor
+        log.info("upgrade: started new master %d (%s)", succ.pid,
+                 " ".join(self.deployment.upgrade.argv))
+        self._apply([policy.Notify("status")])
         return ""
+
+    def _on_successor(self, fd):
+        fds = self.upgrader.fds()
+        heard = self.upgrader.heard(fd)
+        if heard == "closed":
+            self._forget(fd)
+        elif heard in ("failed", "gone"):
+            for known in fds:
+                self._forget(known)
+        if heard == "ready":
+            self._hand_over()
+        elif heard == "failed":
+            why = self.upgrader.last[len("failed: "):]
+            log.error("upgrade abandoned, master %d keeps serving: new master failed: %s",
+                      os.getpid(), why)
+            self._apply([policy.Notify("status", f"upgrade failed: {why}")])
+
+    def _hand_over(self):
+        log.info("upgrade: new master %d serves; retiring the workers of master %d",
+                 self.upgrader.successor.pid, os.getpid())
+        self.notifier.close()  # systemd listens to the new master now
+        self._next_watchdog = None
+        if self.control:  # its path names the new master's socket now: stop answering
+            self.poller.unregister(self.control)
+            self.control = None
+        self._apply(self.pool.stop(True, time.monotonic()))
 
     def _drain_waker(self):
         try:
@@ -260,15 +306,7 @@ class Master(upgrade.UpgradeSteps):
             pass
         if self._stop_requested:
             self._stop_requested = False
-            self.stop(True, time.monotonic(), "shutdown()")
-
-    def stop(self, graceful, now, why):
-        log.info("%s: %s stop", why, "graceful" if graceful else "fast")
-        if self.successor and not self.handed_over:
-            log.warning("upgrade: stopping the new master %d too", self.successor.pid)
-            self.successor.signal(signal.SIGTERM if graceful else signal.SIGINT)
-        self.notifier.send(STOPPING=1, STATUS="stopping")
-        self._apply(self.pool.stop(graceful, now))
+            self.stop(True, "shutdown()")
 
     def _on_worker_message(self, fd):
         pid = next((p for p, ch in self.channels.items() if ch.fileno() == fd), None)
@@ -286,10 +324,7 @@ class Master(upgrade.UpgradeSteps):
         except OSError:
             data = b""
         if not data:  # the worker closed its end: it is exiting; waitpid will tell
-            try:
-                self.poller.unregister(self.channels[pid])
-            except KeyError:
-                pass  # told already
+            self._forget(self.channels[pid].fileno())
             return
         if b"R" in data:
             self._apply(self.pool.ready(pid, time.monotonic()))
@@ -316,14 +351,6 @@ class Master(upgrade.UpgradeSteps):
             self._close_channel(pid)
             self._apply(self.pool.exited(pid, os.waitstatus_to_exitcode(status), note, now))
 
-    # -- helpers for the upgrade's steps (upgrade.UpgradeSteps) -------------------------
-
-    def _kill(self, pid, signum):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
     # -- actions ----------------------------------------------------------------------
 
     def _apply(self, actions):
@@ -332,54 +359,80 @@ class Master(upgrade.UpgradeSteps):
                 self._spawn(act)
             elif isinstance(act, policy.Retire):
                 self._send(act.pid, b"Q")
-            elif isinstance(act, policy.Signal):
-                self._kill(act.pid, act.signum)
+            elif isinstance(act, policy.SendSignal):
+                _signal(act.pid, act.signum)
             elif isinstance(act, policy.Log):
                 getattr(log, act.level)("%s", act.message)
+            elif isinstance(act, policy.Notify):
+                self._notify(act)
             elif isinstance(act, policy.ReloadDone):
-                self.last_reload = "ok" if act.ok else f"failed ({act.message})"
                 if act.ok:
                     log.info("reload done: %s", act.message)
                 else:
                     log.error("reload of generation %d abandoned, the previous workers keep "
                               "serving: %s", act.generation, act.message)
-                if self.pool.reload_gen is None and self.pool.stopping is None:
-                    self.notifier.send(READY=1, STATUS=self.status())
-                elif self.pool.reload_gen is not None:  # a queued reload follows at once
-                    self.notifier.reloading(f"reloading to generation {self.pool.reload_gen}")
             elif isinstance(act, policy.GiveUp):
                 log.error("%s", act.message)
                 self.failure = act
-                self.stop(False, time.monotonic(), "workers cannot boot")
+                self.stop(False, "workers cannot boot")
             elif isinstance(act, policy.Stopped):
                 self.done = True
+
+    def _notify(self, act):
+        """Tell the service manager; the first READY of a new master of an upgrade is
+        its takeover (MAINPID= with it, then the command's takeover step)."""
+        if act.state in ("reloading", "stopping"):
+            send = self.notifier.reloading if act.state == "reloading" else \
+                (lambda status: self.notifier.send(STOPPING=1, STATUS=status))
+            send(act.note)
+            return
+        status = f"{act.note}; {self.status()}" if act.note else self.status()
+        if act.state == "status":
+            self.notifier.send(STATUS=status)
+        elif not act.first:
+            self.notifier.send(READY=1, STATUS=status)
+        elif self.deployment.takeover is None:
+            log.info("ready: %s", status)
+            self.notifier.send(READY=1, STATUS=status)
+        else:
+            log.info("ready: %s", status)
+            # MAINPID: systemd tracks this process from now on (NotifyAccess=all lets it
+            # say so); the command renames the control socket and writes the pidfile.
+            self.notifier.send(MAINPID=os.getpid(), READY=1, STATUS=status)
+            self.deployment.takeover()
 
     def _spawn(self, spawn):
         info = WorkerInfo(spawn.slot, spawn.generation)
         try:
             self.server.pre_fork(info)
-        except Exception:
+        except Exception as e:
             log.exception("pre_fork hook failed: worker not started")
+            self._apply(self.pool.spawn_failed(spawn, time.monotonic(),
+                                               f"pre_fork hook raised {type(e).__name__}: {e}"))
             return
         slot = self.board[spawn.slot]
         slot.claim(spawn.generation, time.monotonic())
         mine, theirs = socket.socketpair()
-        name = f" [{self.cfg.name}]" if self.cfg.name else ""
+        cfg = self.pool.cfg
+        name = f" [{cfg.name}]" if cfg.name else ""
         plan = WorkerPlan(
             info=info, slot=slot, control=theirs, max_requests=spawn.max_requests,
-            beat_interval=self.cfg.timeout / 4 if self.cfg.timeout else 0,
+            servers=(self.server, *self.deployment.servers),
+            beat_interval=cfg.timeout / 4 if cfg.timeout else 0,
             close_fds=self._master_fds() + [mine.fileno()],
             title=f"prefork: worker {spawn.slot} gen {spawn.generation}{name}")
-        # Objects the master has now are the workers' too: frozen, a worker's garbage
-        # collections leave their pages alone, so they stay shared (copy-on-write).
+        # Objects made since the start are frozen too, so a worker's collections leave
+        # them shared.  An unreachable cycle frozen here is never collected; the loop
+        # makes few, and a reload collects before its generation forks.
         gc.freeze()
         try:
             pid = os.fork()
-        except OSError:
-            log.exception("fork failed")
+        except OSError as e:
             mine.close()
             theirs.close()
             slot.release()
+            self._apply(self.pool.spawn_failed(spawn, time.monotonic(),
+                                               f"fork failed: {e.strerror}"))
             return
         if pid == 0:
             run_worker(self.server, plan)  # never returns
@@ -400,11 +453,15 @@ class Master(upgrade.UpgradeSteps):
     def _close_channel(self, pid):
         channel = self.channels.pop(pid, None)
         if channel is not None:
-            try:
-                self.poller.unregister(channel)
-            except (KeyError, ValueError):
-                pass
+            self._forget(channel.fileno())
             channel.close()
+
+    def _forget(self, fd):
+        """Stop polling *fd*, if it is polled still."""
+        try:
+            self.poller.unregister(fd)
+        except KeyError:
+            pass
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -413,35 +470,28 @@ class Master(upgrade.UpgradeSteps):
         return {w.pid: board[w.slot].heartbeat for w in self.pool.workers.values()} if board else {}
 
     def _master_fds(self):
-        fds = [self._waker_r.fileno(), self._waker_w.fileno()]
-        fds += [f.fileno() for f in getattr(self.server, "prefork_master_files", ())]
+        """What a worker closes first: every descriptor that is the master's alone."""
+        fds = [self._waker_r.fileno(), self._waker_w.fileno(), *self.upgrader.fds()]
+        fds += [f.fileno() for f in self.deployment.master_files]
         fds += [ch.fileno() for ch in self.channels.values()]
         if self.inbox:
             fds += [self.inbox.fileno(), self.inbox.write_fileno()]
         if self.notifier and self.notifier.sock:
             fds.append(self.notifier.fileno())
-        if self.control:
-            fds.append(self.control.fileno())
-        if self.successor:
-            fds += [self.successor.pipe, self.successor.pidfd]
+        if self.deployment.control is not None:
+            fds.append(self.deployment.control.fileno())
         return [fd for fd in fds if fd >= 0]
 
     def _reopen_logs(self):
         logs.reopen_files()
         for pid in self.channels:
-            try:
-                os.kill(pid, signal.SIGUSR1)
-            except ProcessLookupError:
-                pass
+            _signal(pid, signal.SIGUSR1)
         log.info("log files reopened")
 
     def _cleanup(self):
         # Normally every worker is gone by now; after an unexpected exit, make sure.
         for pid in list(self.pool.workers):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _signal(pid, signal.SIGKILL)
         for pid in list(self.pool.workers):
             try:
                 os.waitpid(pid, 0)
@@ -449,17 +499,20 @@ class Master(upgrade.UpgradeSteps):
                 pass
         for pid in list(self.channels):
             self._close_channel(pid)
-        if self.successor:
-            if not self.handed_over:  # told to stop in stop(); give it its graceful time
-                self.successor.wait_or_kill(self.cfg.graceful_timeout)
-            self.successor.close()
+        self.upgrader.close(self.pool.cfg.graceful_timeout)  # told to stop in stop(), if any
         if self.inbox:
             self.inbox.restore()
         if self.board:
             self.board.close()
         if self.notifier:
             self.notifier.close()
-        if self.control:
-            self.control.close()
         self._waker_r.close()
         self._waker_w.close()
+
+
+def _signal(pid, signum):
+    """Send *signum* to worker *pid*; one that is gone already is no error."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass

@@ -11,9 +11,12 @@ the server's own hooks, and supervises them until ``shutdown()`` or a stop
 signal.  Settings are class attributes, as ``max_children`` is for ForkingMixIn.
 """
 
+import socket
+
 import core
 
 from .config import SETTINGS, Config
+from .deployment import Ending
 from .errors import ConfigError
 from .loader import import_object, is_spec
 from .master import Master
@@ -39,21 +42,19 @@ class PreforkMixIn:
     worker imports after its fork, so a reload serves the code then on disk.
     """
 
-    # More servers (one per further listening socket) served by the same pool; their
-    # hooks apply to their own sockets.  The `prefork` command fills it from --bind.
-    prefork_servers = ()
-    # Files only the master may hold (the `prefork` command's pidfile lock): objects
-    # whose fileno() is closed in every worker right after fork (-1 once closed).
-    prefork_master_files = ()
-    # The zero-downtime upgrade (SIGUSR2), filled by the `prefork` command: the plan for
-    # starting a successor, the new master's takeover step, and whether this master
-    # handed over (so its sockets and files now belong to the successor).
-    prefork_upgrade = None
-    prefork_takeover = None
-    prefork_handed_over = False
-
     _master = None
     _stop_before_start = False
+
+    @classmethod
+    def over_socket(cls, sock, RequestHandlerClass):
+        """A server of this class over *sock*, a socket already bound (and listening,
+        for a stream): the class's own server_bind() runs over it but binds nothing
+        (http.server's sets server_name), and server_activate() is not called."""
+        server = cls(sock.getsockname(), RequestHandlerClass, bind_and_activate=False)
+        server.socket.close()
+        server.socket = _BoundSocket(fileno=sock.detach())
+        server.server_bind()
+        return server
 
     def prefork_config(self):
         """The settings, read from this server's attributes and validated."""
@@ -65,17 +66,23 @@ class PreforkMixIn:
         *poll_interval* is accepted for compatibility and not needed: the master
         sleeps until its next deadline and signals wake it.
         """
-        cfg = self.prefork_config()
+        self.serve_pool()
+
+    def serve_pool(self, deployment=None, cfg=None):
+        """Run the master as *deployment* (a Deployment: further sockets, a control
+        socket, upgrades...) says, with settings *cfg* (else this server's
+        attributes), until it stops; return how it ended (an Ending)."""
+        cfg = cfg or self.prefork_config()
         if cfg.preload and is_spec(self.RequestHandlerClass):
             self.RequestHandlerClass = import_object(self.RequestHandlerClass)
         self._check_composition()
         if self._stop_before_start:  # shutdown() came first: nothing to run
             self._stop_before_start = False
-            return
-        master = Master(self, cfg)
+            return Ending.STOPPED
+        master = Master(self, cfg, deployment)
         self._master = master
         try:
-            master.run()
+            return master.run()
         finally:
             self._master = None
 
@@ -121,6 +128,13 @@ for _setting in SETTINGS:
     if _setting.pool:
         setattr(PreforkMixIn, _setting.name, _setting.default)
 del _setting
+
+
+class _BoundSocket(socket.socket):
+    """An already-bound socket whose bind() does nothing (see over_socket())."""
+
+    def bind(self, address):
+        pass
 
 
 class PreforkTCPServer(PreforkMixIn, core.TCPServer):

@@ -1,32 +1,44 @@
 """The master's decisions as a pure function of (state, event, now).
 
 Theory of operation.  ``Pool`` holds a table of plain worker records and answers
-each event (a fork happened, a worker is ready, a worker exited, a signal asked
-for a reload, a stop or a new size, time passed) with a list of actions for the
-master to carry out: fork a worker, retire one gracefully, send one a signal,
-log a line, report a reload's end, give up on booting.  It never forks, signals,
-sleeps or reads a clock: ``now`` is passed in, so every rule is tested in
-microseconds with no process at all.
+each event (a fork happened or failed, a worker is ready, a worker exited, a
+signal asked for a reload, a stop or a new size, a sample of memory or load came
+in, time passed) with a list of actions for the master to carry out: fork a
+worker, retire one gracefully, send one a signal, log a line, tell the service
+manager where the pool stands, report a reload's end, give up on booting.  It
+never forks, signals, sleeps, samples or reads a clock: ``now`` is passed in, and
+the samples it asks for (samples_due()) are handed back to it, so every rule is
+tested in microseconds with no process at all.
 
 The rules:
 
 * The pool keeps ``target`` workers serving (booting or ready).  Live worker
   processes (retiring and dying ones included) never exceed ``max_workers``.
+* The first time ``target`` workers are ready, the pool is announced (READY=1).
 * A reload builds generation g+1 beside g: a new worker is forked when there is
   room, and each time one becomes ready an old one is retired.  A new worker that
   fails to boot abandons the reload; the old workers that are left keep serving.
-* A worker that dies young and unasked backs off the next fork exponentially;
-  if no worker has ever become ready and boots keep failing, the pool gives up.
+  The service manager hears RELOADING at its start and READY at its end.
+* A worker that dies young and unasked, or a fork that fails, backs off the next
+  fork exponentially; if no worker has ever become ready and boots keep failing,
+  the pool gives up.
 * Deadlines: booting past ``boot_timeout`` and silence past ``timeout`` end in a
   stack dump then SIGKILL; retiring past ``graceful_timeout`` ends in SIGKILL.
+* A ready worker whose resident memory passes ``max_rss`` is retired.
+* An adaptive pool (``workers`` MIN..MAX) is sized by adaptive.Adapter from the
+  workers' busy time, except during a reload or a stop.
 """
 
 import dataclasses
 import random
 import signal
 
-__all__ = ["Pool", "Spawn", "Retire", "Signal", "Log", "ReloadDone", "GiveUp", "Stopped",
-           "describe_exit"]
+from .adaptive import INTERVAL as LOAD_INTERVAL
+from .adaptive import Adapter
+from .errors import ConfigError
+
+__all__ = ["Pool", "Spawn", "Retire", "SendSignal", "Log", "Notify", "ReloadDone", "GiveUp",
+           "Stopped", "Sample", "describe_exit"]
 
 # Worker states, as the master sees them.  After READY, each names what was last
 # asked of the worker: RETIRING (finish and go), DUMPING (stack dump signal sent),
@@ -40,8 +52,11 @@ YOUNG = 1.0             # a worker that dies sooner than this after its fork die
 BREAKER = 3             # boot failures, before any worker was ever ready, that end the start
 DUMP_GRACE = 0.5        # time for a worker to write its stack before SIGKILL
 FAST_STOP_GRACE = 5.0   # INT/QUIT: how long workers get to die before SIGKILL
+RSS_INTERVAL = 1.0      # seconds between looks at the workers' memory (with max_rss)
 EXIT_BOOT_FAILED = 3    # the status a worker exits with when it cannot boot
+EXIT_IMPORT_FAILED = 4  # ... because the handler does not import (bad input, not a fault)
 STACK_SIGNAL = signal.SIGUSR2   # makes a worker write its Python stack (faulthandler)
+MIB = 1024 * 1024
 
 
 # -- actions ----------------------------------------------------------------------
@@ -59,7 +74,7 @@ class Retire:
 
 
 @dataclasses.dataclass(frozen=True)
-class Signal:
+class SendSignal:
     pid: int
     signum: int
 
@@ -68,6 +83,17 @@ class Signal:
 class Log:
     level: str  # "info", "warning", "error"
     message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Notify:
+    """Tell the service manager where the pool stands: "ready" (READY=1), "reloading"
+    (RELOADING=1), "stopping" (STOPPING=1) or "status" (STATUS= alone)."""
+
+    state: str
+    note: str = ""       # said before (ready, status) or instead of (reloading,
+    #                      stopping) the pool's own status line
+    first: bool = False  # the first READY: the start, or an upgrade's takeover, is done
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +107,21 @@ class ReloadDone:
 class GiveUp:
     message: str
     note: str = ""  # the last failed worker's own one-line account
+    import_failed: bool = False  # it could not import the handler (EXIT_IMPORT_FAILED)
 
 
 @dataclasses.dataclass(frozen=True)
 class Stopped:
     pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """What the pool wants measured now: "rss" (each pid's resident memory, for
+    sampled_rss()) or "load" (each pid's busy seconds, for observe_load())."""
+
+    what: str
+    pids: tuple
 
 
 @dataclasses.dataclass
@@ -113,7 +149,13 @@ def describe_exit(exitcode):
 
 
 class Pool:
-    """The worker table and the rules above.  ``cfg`` is a prefork Config."""
+    """The worker table and the rules above.  ``cfg`` is a prefork Config.
+
+    Events (each returns the actions it calls for): spawned, spawn_failed, ready,
+    exited, reload, reload_refused, reconfigure, scale, scale_to, stop,
+    sampled_rss, observe_load, tick.  Questions: samples_due, next_deadline,
+    counts, snapshot.
+    """
 
     def __init__(self, cfg, rand=None):
         self.cfg = cfg
@@ -123,19 +165,35 @@ class Pool:
         self.generation = 1
         self.reload_gen = None
         self.reload_pending = False
+        self.last_reload = ""  # "ok", or "failed (why)"
         self.stopping = None  # None, or the deadline after which everything is killed
+        self.announced = False
         self.ever_ready = False
         self.boot_failures = 0
         self.crashes = 0
         self.respawn_at = 0.0
         self.last_failure = ""
         self.last_note = ""
+        self.last_import_failed = False
         self.reloads = {"ok": 0, "failed": 0}
+        self.adapter = None
+        self._rss_due = 0.0
+        self._load_due = 0.0
+        self._adapt_to(cfg)
 
     # -- events ---------------------------------------------------------------------
 
     def spawned(self, pid, spawn, now):
         self.workers[pid] = Worker(pid, spawn.slot, spawn.generation, now, BOOTING, now)
+
+    def spawn_failed(self, spawn, now, why):
+        """The master could not fork for *spawn* (its pre_fork hook raised, or fork()
+        failed): a young death, with the back-off and the breaker that go with it."""
+        self.last_failure = f"no worker forked for slot {spawn.slot}: {why}"
+        self.last_note = why
+        self.last_import_failed = False
+        return [Log("error", self.last_failure)] + self._backoff(now) + \
+            self._boot_failed(spawn.generation, why, now)
 
     def ready(self, pid, now):
         w = self.workers.get(pid)
@@ -161,14 +219,18 @@ class Pool:
         if not w.was_ready:
             self.last_failure = f"{label} failed to boot: {how}"
             self.last_note = note
-            return [Log("error", self.last_failure)] + self._crashed(w, now, young=True) + \
-                self._boot_failed(w, how)
+            self.last_import_failed = exitcode == EXIT_IMPORT_FAILED
+            return [Log("error", self.last_failure)] + self._backoff(now) + \
+                self._boot_failed(w.generation, how, now)
         if exitcode == 0 and not w.fault:
             self.crashes = 0  # left on its own after max_requests, or its master vanished
             return [Log("info", f"{label} {how}")]
         self.last_failure = f"{label} {how}"
-        return [Log("error", self.last_failure)] + self._crashed(w, now,
-                                                                  now - w.spawned < YOUNG)
+        acts = [Log("error", self.last_failure)]
+        if now - w.spawned < YOUNG:
+            return acts + self._backoff(now)
+        self.crashes = 0
+        return acts
 
     def reload(self, now):
         if self.stopping is not None:
@@ -177,18 +239,29 @@ class Pool:
             self.reload_pending = True
             return [Log("info", "reload requested during a reload: it will follow this one")]
         self.reload_gen = max([self.generation] + [w.generation for w in self.workers.values()]) + 1
-        return [Log("info", f"reload: starting generation {self.reload_gen}")]
+        return [Log("info", f"reload: starting generation {self.reload_gen}"),
+                Notify("reloading", f"reloading to generation {self.reload_gen}")]
+
+    def reload_refused(self, why):
+        """The new settings could not be had (the master logged why): nothing changes."""
+        return [Notify("ready", f"reload failed: {why}")]
 
     def reconfigure(self, cfg, slots):
         """New settings (a reload read them).  The scoreboard was sized at start, so
-        max_workers cannot grow past *slots* until a restart."""
+        max_workers cannot grow past *slots* until a restart or an upgrade."""
+        acts = []
         if cfg.max_workers > slots:
+            acts.append(Log("warning", f"max_workers {cfg.max_workers} is more than the "
+                                       f"{slots} slots made at start: {slots} until an "
+                                       "upgrade or a restart"))
             cfg = cfg.replace(max_workers=slots, workers=min(cfg.workers, slots),
                               workers_max=min(cfg.workers_max, slots))
         self.cfg = cfg
         # An adaptive pool keeps the size the load made, within the new range.
         self.target = min(max(self.target, cfg.workers), cfg.workers_max) if cfg.adaptive \
             else cfg.workers
+        self._adapt_to(cfg)
+        return acts
 
     def scale(self, delta):
         target = min(max(self.target + delta, 1), self.cfg.max_workers)
@@ -197,14 +270,25 @@ class Pool:
         self.target = target
         return [Log("info", f"workers: {target}")]
 
+    def scale_to(self, n):
+        """Set the size by hand (the control socket's `scale`); ConfigError for a size
+        out of 1..max_workers.  An adaptive pool measures afresh from there."""
+        top = self.cfg.max_workers
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= top:
+            raise ConfigError(f"workers must be a whole number from 1 to max_workers ({top}), "
+                              f"not {n!r}")
+        if self.adapter:
+            self.adapter.reset()
+        return self.scale(n - self.target)
+
     def stop(self, graceful, now):
         """TERM (graceful): retire every worker, SIGKILL what is left at graceful_timeout.
         INT/QUIT (fast): SIGINT every worker, SIGKILL what is left a few seconds later."""
-        acts = []
-        if self.reload_gen is not None:
-            acts += self._end_reload(False, "the server is stopping")
         deadline = now + (self.cfg.graceful_timeout if graceful else FAST_STOP_GRACE)
         self.stopping = deadline if self.stopping is None else min(self.stopping, deadline)
+        acts = [Notify("stopping", "stopping")]
+        if self.reload_gen is not None:
+            acts += self._end_reload(False, "the server is stopping", now)
         for w in self.workers.values():
             if w.state == BOOTING:
                 acts += self._kill(w, now)  # nothing in flight to finish
@@ -212,7 +296,7 @@ class Pool:
                 acts += self._retire(w, now)
             elif w.state != KILLING:
                 w.state, w.since, w.wanted_exit = INTERRUPTED, now, True
-                acts.append(Signal(w.pid, signal.SIGINT))
+                acts.append(SendSignal(w.pid, signal.SIGINT))
         return acts
 
     def over_limit(self, pid, why, now):
@@ -222,7 +306,42 @@ class Pool:
             return []
         return [Log("warning", f"worker {pid} {why}: recycling it")] + self._retire(w, now)
 
+    def sampled_rss(self, sizes, now):
+        """*sizes* maps pids to resident bytes: retire the ready workers above max_rss."""
+        limit, acts = self.cfg.max_rss, []
+        for pid, rss in sizes.items():
+            if limit and rss > limit:
+                why = f"uses {rss // MIB} MiB (max_rss {limit // MIB} MiB)"
+                acts += self.over_limit(pid, why, now)
+        return acts
+
+    def observe_load(self, busy, now):
+        """*busy* maps each ready worker to its busy seconds so far: let the adaptive
+        pool grow or shrink, unless a reload or a stop is changing it anyway."""
+        if self.adapter is None:
+            return []
+        if self.reload_gen is not None or self.stopping is not None:
+            self.adapter.reset()
+            return []
+        change, why = self.adapter.observe(now, busy, self.target)
+        if not change:
+            return []
+        return [Log("info", f"adaptive pool: {why}")] + self.scale(change)
+
     # -- time -----------------------------------------------------------------------
+
+    def samples_due(self, now):
+        """What to measure now, as [Sample]: memory every RSS_INTERVAL (with max_rss),
+        load every adaptive.INTERVAL (an adaptive pool)."""
+        ready = tuple(w.pid for w in self.workers.values() if w.state == READY)
+        due = []
+        if self.cfg.max_rss and now >= self._rss_due:
+            self._rss_due = now + RSS_INTERVAL
+            due.append(Sample("rss", ready))
+        if self.adapter and now >= self._load_due:
+            self._load_due = now + LOAD_INTERVAL
+            due.append(Sample("load", ready))
+        return due
 
     def tick(self, now, beats):
         """Decide what is due at *now*; *beats* maps pid -> last heartbeat."""
@@ -239,10 +358,14 @@ class Pool:
             acts += self._reload_step(now)
         else:
             acts += self._keep_size(now)
+        if not self.announced and self.counts()[READY] >= self.target:
+            self.announced = True
+            acts.append(Notify("ready", first=True))
         return acts
 
     def next_deadline(self, beats):
-        """The earliest time at which tick() may have something to do, or None."""
+        """The earliest time at which tick() or samples_due() may have something to
+        do, or None."""
         times = []
         cfg = self.cfg
         for w in self.workers.values():
@@ -258,12 +381,17 @@ class Pool:
                 times.append(w.since + FAST_STOP_GRACE)
         if self.stopping is not None:
             times.append(self.stopping)
-        elif self.reload_gen is None and self.respawn_at and \
-                self._serving_count() < self.target:
-            # A back-off still to wait out, whatever happened since (a worker that
-            # exited in good order resets the count of crashes, not the wait).  A
-            # reload forks without it, so it is named only outside one.
-            times.append(self.respawn_at)
+        else:
+            if self.reload_gen is None and self.respawn_at and \
+                    self._serving_count() < self.target:
+                # A back-off still to wait out, whatever happened since (a worker
+                # that exited in good order resets the count of crashes, not the
+                # wait).  A reload forks without it, so it is named only outside one.
+                times.append(self.respawn_at)
+            if cfg.max_rss:
+                times.append(self._rss_due)
+            if self.adapter:
+                times.append(self._load_due)
         return min(times) if times else None
 
     # -- reports ----------------------------------------------------------------------
@@ -274,7 +402,31 @@ class Pool:
             out[w.state] += 1
         return out
 
+    def snapshot(self, now):
+        """The pool as plain data, for status: sizes, reloads, the adaptive range and
+        each worker (pid, slot, generation, state, age)."""
+        return {
+            "generation": self.generation, "target": self.target,
+            "max_workers": self.cfg.max_workers, "reloads": dict(self.reloads),
+            "last_reload": self.last_reload, "counts": self.counts(),
+            "adaptive": {"min": self.adapter.low, "max": self.adapter.high,
+                         "load": round(self.adapter.load, 2)} if self.adapter else None,
+            "workers": [{"pid": w.pid, "slot": w.slot, "generation": w.generation,
+                         "state": w.state, "age": round(now - w.spawned, 3)}
+                        for w in sorted(self.workers.values(), key=lambda w: w.slot)]}
+
     # -- rules ------------------------------------------------------------------------
+
+    def _adapt_to(self, cfg):
+        """An adaptive pool (workers MIN..MAX) has an Adapter; a fixed one none."""
+        if not cfg.adaptive:
+            self.adapter = None
+        elif self.adapter is None:
+            self.adapter = Adapter(cfg.workers, cfg.workers_max, cfg.shrink_after)
+        else:
+            self.adapter.low, self.adapter.high = cfg.workers, cfg.workers_max
+            self.adapter.shrink_after = cfg.shrink_after
+            self.adapter.reset()
 
     def _deadlines(self, now, beats):
         acts = []
@@ -326,7 +478,7 @@ class Pool:
             acts += self._retire(w, now) if w.state == READY else self._kill(w, now)
             old.remove(w)
         if len(new_ready) >= self.target and not old:
-            return acts + self._end_reload(True, f"generation {gen} serving")
+            return acts + self._end_reload(True, f"generation {gen} serving", now)
         wanted = self.target - len(new)
         room = self.cfg.max_workers - len(self.workers)
         booting = any(w.state == BOOTING for w in new)
@@ -340,42 +492,44 @@ class Pool:
         acts += self._spawn(wanted, gen)
         return acts
 
-    def _crashed(self, w, now, young):
-        if not young:
-            self.crashes = 0
-            return []
+    def _backoff(self, now):
+        """A young death or a failed fork: delay the next fork, doubling each time."""
         self.crashes += 1
         delay = min(BACKOFF_BASE * 2 ** (self.crashes - 1), BACKOFF_CAP)
         self.respawn_at = now + delay
         return [Log("warning", f"{self.crashes} young deaths in a row: next fork in "
                                f"{delay:g}s")]
 
-    def _boot_failed(self, w, how):
-        if self.reload_gen is not None and w.generation == self.reload_gen:
-            return self._end_reload(False, f"a new worker failed to boot: {how}")
+    def _boot_failed(self, generation, how, now):
+        if self.reload_gen is not None and generation == self.reload_gen:
+            return self._end_reload(False, f"a new worker failed to boot: {how}", now)
         self.boot_failures += 1
         if not self.ever_ready and self.boot_failures >= BREAKER and self.stopping is None:
             return [GiveUp(f"workers cannot boot ({self.boot_failures} tries): "
-                           f"{self.last_failure}", self.last_note)]
+                           f"{self.last_failure}", self.last_note, self.last_import_failed)]
         return []
 
-    def _end_reload(self, ok, message):
+    def _end_reload(self, ok, message, now):
         gen = self.reload_gen
         self.reload_gen = None
         acts = []
         if ok:
             self.generation = gen
             self.reloads["ok"] += 1
+            self.last_reload = "ok"
         else:
             self.reloads["failed"] += 1
+            self.last_reload = f"failed ({message})"
             # Booting workers of the abandoned generation go; ready ones keep serving.
             for w in self.workers.values():
                 if w.generation == gen and w.state == BOOTING:
-                    acts += self._kill(w, 0.0, wanted=True)
+                    acts += self._kill(w, now, wanted=True)
         acts.append(ReloadDone(gen, ok, message))
         if self.reload_pending and self.stopping is None:
             self.reload_pending = False
-            acts += self.reload(0.0)
+            acts += self.reload(now)  # the one asked for meanwhile: RELOADING again
+        elif self.stopping is None:
+            acts.append(Notify("ready"))
         return acts
 
     def _spawn(self, count, generation):
@@ -398,14 +552,14 @@ class Pool:
 
     def _dump_then_kill(self, w, now, fault):
         w.state, w.since, w.fault = DUMPING, now, fault
-        return [Signal(w.pid, STACK_SIGNAL)]
+        return [SendSignal(w.pid, STACK_SIGNAL)]
 
     def _kill(self, w, now, wanted=True):
         if w.state == KILLING:
             return []
         w.state, w.since = KILLING, now
         w.wanted_exit = w.wanted_exit or wanted
-        return [Signal(w.pid, signal.SIGKILL)]
+        return [SendSignal(w.pid, signal.SIGKILL)]
 
     def _leaving(self):
         return any(w.state in (RETIRING, DUMPING, KILLING) for w in self.workers.values())

@@ -1,12 +1,17 @@
-"""The zero-downtime upgrade (SIGUSR2): a new master image on the same sockets.
+"""The zero-downtime upgrade (SIGUSR2), the old master's half: a new master image
+on the same sockets.
 
-The old master forks; the child marks the listening sockets, the pidfile's
-descriptor and one end of a pipe inheritable and execs the command line the
-master was started with, so a fresh interpreter runs the code now on disk.  The
-variable PREFORK_UPGRADE tells the new master which descriptor is which::
+The old master forks a go-between, which forks the new image and exits at once,
+so the new master is adopted by the service manager (systemd, PID 1 or the nearest
+subreaper) from its first moment; when it later sends MAINPID=, systemd
+supervises it as its own child, waits for it on stop and sees its exit status.
+The new image's process marks the listening sockets, the pidfile's descriptor and
+one end of a pipe inheritable and execs the command line the master was started
+with, so a fresh interpreter runs the code now on disk.  The variable
+PREFORK_UPGRADE tells the new master which descriptor is which::
 
     old master                              new master (a fresh interpreter)
-    fork + exec  ------------------------>  adopts the sockets and the pidfile lock,
+    fork, fork + exec  ------------------>  adopts the sockets and the pidfile lock,
                                             boots its generation of workers
                                             ready: pidfile := its pid, control socket
                                             renamed into place, MAINPID= + READY=1
@@ -14,23 +19,21 @@ variable PREFORK_UPGRADE tells the new master which descriptor is which::
     retires its workers, exits; unlinks nothing, says nothing more to systemd
 
 A new master that fails writes "E" and its error before it exits; the old one
-logs it and keeps serving.  Only `prefork serve` can be upgraded: it knows the
-command line and what each socket is.
+logs it and keeps serving.  The old master watches the new one through a pidfd
+(readable once it has exited) and signals it through the pidfd, so a recycled pid
+is never hit.  The new master's half (reading PREFORK_UPGRADE, taking over) is
+the command's: prefork.command.takeover.  Only `prefork serve` can be upgraded:
+it knows the command line and what each socket is (the Plan).
 """
 
 import dataclasses
 import json
-import logging
 import os
 import select
 import signal
-import sys
-import time
 
-__all__ = ["Plan", "Successor", "UpgradeSteps", "Inherited", "exec_image",
-           "report_failure", "ENV"]
-
-log = logging.getLogger("prefork")
+__all__ = ["Plan", "Successor", "Upgrader", "Deadline", "refusal", "exec_image", "ENV", "READY",
+           "FAILED", "SLACK"]
 
 ENV = "PREFORK_UPGRADE"
 READY, FAILED = b"R", b"E"
@@ -39,42 +42,55 @@ SLACK = 30.0  # a new master image has boot_timeout plus this to become ready
 
 @dataclasses.dataclass
 class Plan:
-    """What the old master needs to start its successor."""
+    """What the old master needs to start its successor (made by the command)."""
 
     argv: list            # the command line to exec, interpreter first
     cwd: str              # where to start it (PWD's path when that is the cwd)
     listeners: list       # [(fd, spec, inherited)]: each listening socket, kept at its fd
     pidfile_fd: int = -1  # the locked pidfile: the lock passes with the descriptor
 
-    @classmethod
-    def for_this_process(cls, listeners, pidfile_fd=-1):
-        return cls(argv=[sys.executable, *sys.orig_argv[1:]], cwd=logical_cwd(),
-                   listeners=[(lst.sock.fileno(), lst.spec, lst.inherited)
-                              for lst in listeners],
-                   pidfile_fd=pidfile_fd)
+
+def refusal(plan, pid, in_progress, stopping):
+    """Why an upgrade cannot start now, or "" when it can.  Pure: the old master's
+    pid, whether one is in progress and whether the master is stopping are given."""
+    if plan is None:
+        return ("an upgrade needs the `prefork serve` command, which knows the command "
+                "line and the sockets")
+    if pid == 1:
+        return ("as PID 1 of its namespace this master cannot hand over to a new one "
+                "(its exit would end the namespace); restart it instead")
+    if in_progress:
+        return "an upgrade is in progress"
+    if stopping:
+        return "the master is stopping"
+    return ""
+
+
+@dataclasses.dataclass
+class Deadline:
+    """When the new master must be ready by; overdue() says so once.  Pure."""
+
+    at: object             # monotonic time, or None once it has said so
+    after: float           # the seconds it was given
+
+    def overdue(self, now):
+        if self.at is not None and now >= self.at:
+            self.at = None
+            return True
+        return False
 
 
 @dataclasses.dataclass
 class Successor:
-    """In the old master: the new master being started, and what it has said.
-
-    It is not this master's child.  The master forks a go-between that forks the
-    new image and exits at once, so the new master is adopted by the service manager
-    (systemd, PID 1 or the nearest subreaper) from its first moment.  When it then
-    sends MAINPID=, systemd supervises it as its own child: it waits for it on stop
-    and sees its exit status, as for the master it started itself.  This master
-    watches it through a pidfd, which becomes readable when it exits, and signals it
-    through the pidfd too, so a recycled pid can never be hit."""
+    """The new master being started, and what it has said."""
 
     pid: int
     pipe: int             # the read end; "R" = ready, "E..." = failed and why
     pidfd: int            # readable once the new master has exited
-    deadline: object      # monotonic time by which it must be ready; None once passed
-    deadline_after: float
     said: bytes = b""
 
     @classmethod
-    def start(cls, plan, deadline_after, now):
+    def start(cls, plan):
         """Fork the go-between, which forks the new image; return the Successor."""
         read_end, write_end = os.pipe()
         pid_r, pid_w = os.pipe()
@@ -114,12 +130,12 @@ class Successor:
         except ProcessLookupError:  # it failed at once and is gone; its pipe says why
             pidfd = os.eventfd(1)  # readable at once, as its pidfd would be
         os.set_blocking(read_end, False)
-        return cls(pid, read_end, pidfd, now + deadline_after, deadline_after)
+        return cls(pid, read_end, pidfd)
 
     def signal(self, signum):
         try:
             signal.pidfd_send_signal(self.pidfd, signum)
-        except (ProcessLookupError, OSError):
+        except OSError:
             pass  # it has exited already
 
     def exited(self, timeout=0.0):
@@ -128,11 +144,23 @@ class Successor:
         poller.register(self.pidfd, select.POLLIN)
         return bool(poller.poll(timeout * 1000))
 
-    def wait_or_kill(self, seconds):
-        """Wait until it has exited, SIGKILLing it after *seconds*."""
-        if not self.exited(seconds):
-            self.signal(signal.SIGKILL)
-            self.exited(5.0)
+    def hear(self):
+        """Read what the new master wrote: what came, b"" at the end of the pipe (it
+        has closed its end), None when nothing was there after all."""
+        try:
+            data = os.read(self.pipe, 4096)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+        self.said += data
+        return data
+
+    def reason(self):
+        """Why the new master failed, in its words when it said any."""
+        if self.said.startswith(FAILED):
+            return self.said[1:].decode(errors="replace").strip()
+        return ""
 
     def close(self):
         for fd in (self.pipe, self.pidfd):
@@ -141,140 +169,105 @@ class Successor:
             except OSError:
                 pass
 
-    def hear(self):
-        """Read what the new master wrote; return "ready", a failure message, or ""
-        while it has said nothing conclusive (None at end of file)."""
-        try:
-            data = os.read(self.pipe, 4096)
-        except BlockingIOError:
-            return ""
-        if not data:
-            return None
-        self.said += data
-        if self.said.startswith(READY):
-            return "ready"
-        return ""
 
-    def reason(self):
-        """Why the new master failed, in its words when it said any."""
-        if self.said.startswith(FAILED):
-            return self.said[1:].decode(errors="replace").strip()
-        return ""
+class Upgrader:
+    """The old master's side of upgrades, composed by the master.
 
+    For the master: start(now, boot_timeout, stopping) (why not, or ""), fds() to poll,
+    heard(fd) when one of them is readable, deadline() and overdue(now),
+    stop(graceful), close(graceful_timeout).  ``successor`` is the new master while
+    one is starting; ``last`` says how the last one ended.
+    """
 
-class UpgradeSteps:
-    """The upgrade's half of prefork.master.Master: both the old master's steps
-    (start a successor, hear it, hand over or carry on) and the new master's (take
-    over)."""
+    def __init__(self, plan):
+        self.plan = plan
+        self.successor = None
+        self.due = None  # a Deadline
+        self.handed_over = False
+        self.last = ""
 
-    def start_upgrade(self, now):
-        """Start a new master image; return why not ("" once started)."""
-        plan = getattr(self.server, "prefork_upgrade", None)
-        why = ""
-        if plan is None:
-            why = ("an upgrade needs the `prefork serve` command, which knows the command "
-                   "line and the sockets")
-        elif os.getpid() == 1:
-            why = ("as PID 1 of its namespace this master cannot hand over to a new one "
-                   "(its exit would end the namespace); restart it instead")
-        elif self.successor or self.pool.stopping is not None:
-            why = "an upgrade is in progress" if self.successor else "the master is stopping"
+    def start(self, now, boot_timeout, stopping):
+        """Start a new master image, to be ready within *boot_timeout* + SLACK; return
+        why not ("" once started)."""
+        why = refusal(self.plan, os.getpid(), self.successor is not None, stopping)
         if why:
-            log.warning("upgrade (SIGUSR2) refused: %s", why)
             return why
         try:
-            self.successor = Successor.start(plan, self.cfg.boot_timeout + SLACK, now)
+            self.successor = Successor.start(self.plan)
         except OSError as e:
-            log.error("upgrade: fork failed (%s); still serving", e.strerror)
             return f"fork failed: {e.strerror}"
-        self.poller.register(self.successor.pipe, select.POLLIN)
-        self.poller.register(self.successor.pidfd, select.POLLIN)
-        log.info("upgrade: started new master %d (%s)", self.successor.pid, " ".join(plan.argv))
-        self.notifier.send(STATUS=self.status())
+        after = boot_timeout + SLACK
+        self.due = Deadline(now + after, after)
         return ""
 
-    def _on_successor_message(self):
-        heard = self.successor.hear()
-        if heard is None:  # it closed the pipe: it exited, or it is exiting; reaping tells
-            self.poller.unregister(self.successor.pipe)
-        elif heard == "ready" and not self.handed_over:
-            self._hand_over()
-
-    def _hand_over(self):
-        log.info("upgrade: new master %d serves; retiring the workers of master %d",
-                 self.successor.pid, os.getpid())
-        self.handed_over = True
-        self.last_upgrade = f"ok: master {self.successor.pid} took over"
-        self.server.prefork_handed_over = True  # the command leaves files and sockets be
-        self.notifier.close()  # systemd listens to the new master now
-        self._next_watchdog = None
-        if self.control:  # its path is the new master's socket now: close, do not unlink
-            self.poller.unregister(self.control)
-            self.control.close()
-            self.control = None
-        self._apply(self.pool.stop(True, time.monotonic()))
-
-    def _successor_deadline(self):
-        """When the new master must be ready by, while that is still to be checked."""
+    def fds(self):
         succ = self.successor
-        return succ.deadline if succ and not self.handed_over else None
+        return [succ.pipe, succ.pidfd] if succ else []
 
-    def _check_successor(self, now):
-        deadline = self._successor_deadline()
-        if deadline is not None and now >= deadline:
-            succ = self.successor
-            log.error("upgrade: the new master %d is not ready after %gs; stopping it, this "
-                      "one keeps serving", succ.pid, succ.deadline_after)
-            succ.deadline = None  # told once; its exit ends the upgrade
-            succ.signal(signal.SIGTERM)
+    def heard(self, fd):
+        """One of fds() is readable; what it means for the master:
 
-    def _successor_exited(self):
-        """Its pidfd is readable: the new master has exited."""
-        succ, self.successor = self.successor, None
-        for fd in (succ.pipe, succ.pidfd):
-            try:
-                self.poller.unregister(fd)
-            except KeyError:
-                pass
-        succ.hear()  # its last words, if any are still in the pipe
+        "ready"   the new master is ready: hand over (said once)
+        "closed"  its pipe is at its end: stop polling *fd*
+        "failed"  it exited before it was ready (why is in ``last``); fds() are closed
+        "gone"    it exited after it took over; fds() are closed
+        ""        nothing yet
+        """
+        succ = self.successor
+        if fd == succ.pipe:
+            data = succ.hear()
+            if data == b"":
+                return "closed"
+            if succ.said.startswith(READY) and not self.handed_over:
+                self.handed_over = True
+                self.last = f"ok: master {succ.pid} took over"
+                return "ready"
+            return ""
+        # Its pidfd: it has exited.
+        self.successor = None
+        while succ.hear():  # its last words, if any are still in the pipe
+            pass
         succ.close()
         if self.handed_over:
-            return
+            return "gone"
         why = succ.reason() or "it exited before it was ready (its log says why)"
-        log.error("upgrade abandoned, master %d keeps serving: new master %d failed: %s",
-                  os.getpid(), succ.pid, why)
-        self.last_upgrade = f"failed: {why}"
-        self.notifier.send(STATUS=f"upgrade failed: {why}; {self.status()}")
+        self.last = f"failed: {why}"
+        return "failed"
 
-    def _announce(self):
-        """The first generation is ready: tell systemd; as the new master of an upgrade,
-        first take over the control socket, then the pidfile (takeover())."""
-        takeover = getattr(self.server, "prefork_takeover", None)
-        if takeover is None:
-            self.notifier.send(READY=1, STATUS=self.status())
+    def deadline(self):
+        """When the new master must be ready by, while that is still to be checked."""
+        if self.successor and not self.handed_over and self.due:
+            return self.due.at
+        return None
+
+    def overdue(self, now):
+        """Whether the new master has just passed its deadline; it is told to stop."""
+        if self.successor and not self.handed_over and self.due.overdue(now):
+            self.successor.signal(signal.SIGTERM)
+            return True
+        return False
+
+    def stop(self, graceful):
+        """The master stops: a new master still starting stops too."""
+        if self.successor and not self.handed_over:
+            self.successor.signal(signal.SIGTERM if graceful else signal.SIGINT)
+            return True
+        return False
+
+    def close(self, graceful_timeout):
+        """At the master's end: wait for a new master told to stop (SIGKILL past
+        *graceful_timeout*), then let go of it."""
+        succ = self.successor
+        if succ is None:
             return
-        if self.control:
-            self.control.publish()
-        # MAINPID: systemd tracks this process from now on (NotifyAccess=all lets it say so).
-        self.notifier.send(MAINPID=os.getpid(), READY=1, STATUS=self.status())
-        takeover()
-
-
-def logical_cwd():
-    """The working directory by the path it was entered through: a deploy that moves
-    a `current` symlink is followed by the new master, as a shell's PWD would be."""
-    here = os.getcwd()
-    pwd = os.environ.get("PWD", "")
-    try:
-        if pwd and os.path.isabs(pwd) and os.path.samefile(pwd, here):
-            return pwd
-    except OSError:
-        pass
-    return here
+        if not self.handed_over and not succ.exited(graceful_timeout):
+            succ.signal(signal.SIGKILL)
+            succ.exited(5.0)
+        succ.close()
 
 
 def exec_image(plan, ready_fd, old_master):
-    """In the forked child: exec the new master image.  Never returns."""
+    """In the forked process: exec the new master image.  Never returns."""
     try:
         env = dict(os.environ)
         env[ENV] = json.dumps({"pid": os.getpid(), "master": old_master, "ready": ready_fd,
@@ -296,87 +289,3 @@ def exec_image(plan, ready_fd, old_master):
             os.write(ready_fd, FAILED + message.encode()[:4000])
         finally:
             os._exit(127)
-
-
-class Inherited:
-    """In the new master: what the old master passed on (None when not an upgrade)."""
-
-    def __init__(self, info):
-        self.ready_fd = info["ready"]
-        self.pidfile_fd = info["pidfile"]
-        # A list, not a dict by spec: systemd may give several sockets one name
-        # (FileDescriptorName=), and each must reach the new master.
-        self.listeners = [(spec, fd, inherited) for fd, spec, inherited in info["listeners"]]
-        self.old_pid = info["master"]
-        os.set_inheritable(self.ready_fd, False)  # this master's alone, not a later exec's
-
-    def fileno(self):
-        """The pipe to the old master, until ready() or failed() closes it (-1)."""
-        return self.ready_fd
-
-    @classmethod
-    def from_env(cls, environ=None):
-        global _current
-        env = os.environ if environ is None else environ
-        text = env.pop(ENV, "")
-        if not text:
-            return None
-        try:
-            info = json.loads(text)
-            if info.get("pid") != os.getpid():
-                return None  # meant for another process (an ancestor of this one)
-            _current = cls(info)
-        except (ValueError, KeyError, TypeError):
-            return None
-        return _current
-
-    def take(self, spec):
-        """The inherited socket for --bind *spec*: (fd, inherited), or None."""
-        for i, (known, fd, inherited) in enumerate(self.listeners):
-            if known == spec:
-                del self.listeners[i]
-                return fd, inherited
-        return None
-
-    def take_systemd(self):
-        """The sockets the old master had from systemd, in their order: [(spec, fd)]."""
-        found = [(spec, fd) for spec, fd, _ in self.listeners if spec.startswith("systemd:")]
-        self.listeners = [entry for entry in self.listeners
-                          if not entry[0].startswith("systemd:")]
-        return found
-
-    def leftovers(self):
-        """Sockets no --bind asks for any more: [(spec, fd)]."""
-        left = [(spec, fd) for spec, fd, _ in self.listeners]
-        self.listeners = []
-        return left
-
-    def ready(self):
-        """Tell the old master this one serves now; it retires and exits."""
-        self._send(READY)
-
-    def failed(self, message):
-        self._send(FAILED + message.encode(errors="replace")[:4000])
-
-    def _send(self, data):
-        global _current
-        if self.ready_fd < 0:
-            return
-        try:
-            os.write(self.ready_fd, data)
-        except OSError:
-            pass  # the old master is gone already
-        os.close(self.ready_fd)
-        self.ready_fd = -1
-        if _current is self:
-            _current = None
-
-
-_current = None
-
-
-def report_failure(message):
-    """If this process is a new master that has not taken over, tell the old one why
-    it will not: the old master logs it and keeps serving."""
-    if _current is not None:
-        _current.failed(message)

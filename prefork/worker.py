@@ -23,17 +23,16 @@ import sys
 import traceback
 
 from . import logs
-from . import scoreboard as sb
+from .errors import HandlerImportError
 from .loader import check_handler, import_object, is_spec
-from .policy import EXIT_BOOT_FAILED, STACK_SIGNAL
-from .scoreboard import BUSY, IDLE
+from .policy import EXIT_BOOT_FAILED, EXIT_IMPORT_FAILED, STACK_SIGNAL
+from .scoreboard import BUSY, IDLE, STOPPING, Slot
 from .signals import SignalInbox
 
 __all__ = ["WorkerInfo", "run_worker"]
 
 log = logging.getLogger("prefork")
 
-# The master's environment that a worker must not see: only the master talks to systemd.
 # The longest a worker waits in epoll: an idle worker also tries accept() this often,
 # in case a connection's wake-up went to a worker that died before taking it.
 IDLE_ACCEPT_INTERVAL = 1.0
@@ -42,6 +41,7 @@ IDLE_ACCEPT_INTERVAL = 1.0
 # signals are looked at again.
 GREEDY_BURST = 16
 
+# The master's environment that a worker must not see: only the master talks to systemd.
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES",
                      "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -60,8 +60,9 @@ class WorkerPlan:
     """Everything the child needs, prepared by the master before the fork."""
 
     info: WorkerInfo
-    slot: "sb.Slot"
+    slot: Slot
     control: object          # this worker's end of its socket pair with the master
+    servers: tuple           # the server, then one more per further listening socket
     max_requests: int        # 0: no limit
     beat_interval: float     # seconds between heartbeats while idle; 0: none
     close_fds: list          # the master's descriptors, closed first thing
@@ -95,10 +96,10 @@ def _live(server, plan):
     slot = plan.slot
     inbox = _reset_after_fork(plan)
     slot.set_pid(os.getpid())
-    if not _boot(server, plan):
-        return EXIT_BOOT_FAILED
-    # The server, and any more servers (sockets) it shares its pool with.
-    servers = [server, *getattr(server, "prefork_servers", ())]
+    failed = _boot(server, plan)
+    if failed:
+        return failed
+    servers = plan.servers
     by_fd = {srv.socket.fileno(): srv for srv in servers}
     ep = select.epoll()
     try:
@@ -107,7 +108,7 @@ def _live(server, plan):
             ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
         ep.register(plan.control.fileno(), select.EPOLLIN)
         ep.register(inbox.fileno(), select.EPOLLIN)
-        slot.set_state(sb.IDLE)
+        slot.set_state(IDLE)
         plan.control.send(b"R")
         served = 0
         timeout = min(plan.beat_interval or IDLE_ACCEPT_INTERVAL, IDLE_ACCEPT_INTERVAL)
@@ -142,7 +143,7 @@ def _live(server, plan):
                         break
             if leaving or (plan.max_requests and served >= plan.max_requests):
                 break
-        slot.set_state(sb.STOPPING)
+        slot.set_state(STOPPING)
         _call_hook(server, "worker_exit", plan.info)
         return 0
     finally:
@@ -181,20 +182,25 @@ def set_title(title):
 
 
 def _boot(server, plan):
-    """Import the handler and run post_fork; on failure note why and return False."""
+    """Import the handler and run post_fork; on failure note why and return the
+    exit status that says so (0 when booted)."""
     try:
         handler = server.RequestHandlerClass
         if is_spec(handler):
             resolved = check_handler(import_object(handler), handler)
-            for srv in (server, *getattr(server, "prefork_servers", ())):
+            for srv in plan.servers:
                 if srv.RequestHandlerClass == handler:
                     srv.RequestHandlerClass = resolved
         _call_hook(server, "post_fork", plan.info, raise_errors=True)
-        return True
+        return 0
+    except HandlerImportError as e:
+        plan.slot.set_note(str(e))
+        log.error("worker %d failed to boot", os.getpid(), exc_info=True)
+        return EXIT_IMPORT_FAILED
     except Exception as e:
         plan.slot.set_note(f"{type(e).__name__}: {e}")
         log.error("worker %d failed to boot", os.getpid(), exc_info=True)
-        return False
+        return EXIT_BOOT_FAILED
 
 
 def _told_to_go(control):
@@ -208,7 +214,12 @@ def _told_to_go(control):
 
 
 def _serve_one(server, slot):
-    """Take one request, if this worker wins it, and serve it through the server's hooks."""
+    """Take one request, if this worker wins it, and serve it through the server's hooks.
+
+    The same request path as BaseServer's handle_request() (get_request,
+    verify_request, process_request, handle_error, shutdown_request), written out
+    here rather than called: the worker marks its slot busy once it has a request
+    and idle after it, and counts it, which the master's scoreboard needs."""
     try:
         request, client_address = server.get_request()
     except OSError:

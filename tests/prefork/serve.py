@@ -36,10 +36,7 @@ def main():
     cls = SERVERS.get(kind) or import_object(kind, "server")
     if handler.startswith("class:"):
         handler = import_object(handler[len("class:"):])
-    server = cls(None, handler, bind_and_activate=False)
-    server.socket.close()
-    server.socket = socket.socket(fileno=int(fd))
-    server.server_address = server.socket.getsockname()
+    server = cls.over_socket(socket.socket(fileno=int(fd)), handler)
     for item in settings:
         key, _, text = item.partition("=")
         setattr(server, key, value(text))

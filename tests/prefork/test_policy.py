@@ -8,7 +8,7 @@ import pytest
 
 from prefork import policy
 from prefork.config import Config
-from prefork.policy import GiveUp, Log, Pool, ReloadDone, Retire, Signal, Spawn, Stopped
+from prefork.policy import GiveUp, Log, Pool, ReloadDone, Retire, SendSignal, Spawn, Stopped
 
 
 class Sim:
@@ -198,7 +198,7 @@ def test_a_failed_reload_keeps_the_old_generation():
     acts = sim.exit(new[0], policy.EXIT_BOOT_FAILED, note="SyntaxError: bad")
     (done,) = sim.of(ReloadDone, acts)
     assert not done.ok and "SyntaxError: bad" in done.message
-    assert sim.of(Signal, acts) == [Signal(new[1], signal.SIGKILL)]
+    assert sim.of(SendSignal, acts) == [SendSignal(new[1], signal.SIGKILL)]
     sim.exit(new[1], -signal.SIGKILL)
     assert sim.tick() == []
     assert sim.serving() == old and sim.pool.generation == 1
@@ -228,10 +228,10 @@ def test_a_silent_worker_has_its_stack_dumped_then_is_killed():
     assert sim.pool.next_deadline(sim.beats) == pytest.approx(sim.beats[pid] + 10)
     sim.now += 1
     acts = sim.tick()
-    assert Signal(pid, policy.STACK_SIGNAL) in acts
+    assert SendSignal(pid, policy.STACK_SIGNAL) in acts
     assert len(sim.of(Spawn, acts)) == 1  # its replacement starts at once
     sim.now += policy.DUMP_GRACE
-    assert Signal(pid, signal.SIGKILL) in sim.tick()
+    assert SendSignal(pid, signal.SIGKILL) in sim.tick()
     acts = sim.exit(pid, -signal.SIGKILL)
     assert "silent for 10s" in sim.of(Log, acts)[0].message
     assert sim.tick() == []
@@ -251,7 +251,7 @@ def test_boot_timeout_counts_as_a_failed_boot():
     sim.tick()
     (pid,) = sim.pool.workers
     sim.now += 5
-    assert Signal(pid, policy.STACK_SIGNAL) in sim.tick()
+    assert SendSignal(pid, policy.STACK_SIGNAL) in sim.tick()
     sim.now += policy.DUMP_GRACE
     sim.tick()
     sim.exit(pid, -signal.SIGKILL)
@@ -267,7 +267,7 @@ def test_graceful_stop_retires_then_kills_at_graceful_timeout():
     sim.exit(a, 0)
     assert sim.tick() == []
     sim.now += 3
-    assert Signal(b, signal.SIGKILL) in sim.tick()
+    assert SendSignal(b, signal.SIGKILL) in sim.tick()
     sim.exit(b, -signal.SIGKILL)
     assert sim.tick() == [Stopped()]
 
@@ -276,10 +276,11 @@ def test_fast_stop_interrupts_then_kills():
     sim = Sim(workers=2)
     a, b = sim.start()
     acts = sim.apply(sim.pool.stop(False, sim.now))
-    assert sorted(acts, key=lambda s: s.pid) == [Signal(a, signal.SIGINT), Signal(b, signal.SIGINT)]
+    assert sorted(sim.of(SendSignal, acts), key=lambda s: s.pid) == \
+        [SendSignal(a, signal.SIGINT), SendSignal(b, signal.SIGINT)]
     sim.exit(a, -signal.SIGINT)
     sim.now += policy.FAST_STOP_GRACE
-    assert Signal(b, signal.SIGKILL) in sim.tick()
+    assert SendSignal(b, signal.SIGKILL) in sim.tick()
     sim.exit(b, -signal.SIGKILL)
     assert sim.tick() == [Stopped()]
 

@@ -17,8 +17,8 @@ from prefork.signals import SignalInbox
 def test_public_face():
     assert set(prefork.__all__) == {
         "PreforkMixIn", "PreforkTCPServer", "PreforkUDPServer", "PreforkUnixStreamServer",
-        "PreforkUnixDatagramServer", "Config", "WorkerInfo", "PreforkError", "ConfigError",
-        "HandlerImportError", "BootError"}
+        "PreforkUnixDatagramServer", "Config", "WorkerInfo", "Deployment", "Ending",
+        "PreforkError", "ConfigError", "HandlerImportError", "BootError"}
     for name in prefork.__all__:
         assert hasattr(prefork, name)
 

@@ -1,4 +1,5 @@
-"""Listening sockets: parse ``--bind`` addresses, bind them, and take systemd's.
+"""Listening sockets: parse ``--bind`` addresses, bind them, take systemd's or an
+old master's, and make the control socket.
 
 A Unix socket the master creates gets its mode and group from the first instant
 (it is bound under a umask that leaves nothing wider than the mode), replaces an
@@ -8,16 +9,22 @@ master's final stop.  A socket inherited (``fd://N``, systemd) is never unlinked
 
 import dataclasses
 import errno
+import logging
 import os
 import re
 import socket
 import stat
 
-from .daemon import group_id
-from .errors import BindError, ConfigError
+from .. import systemd
+from ..errors import BindError, ConfigError
+from .process import group_id
 
-__all__ = ["Bind", "Listener", "parse_bind", "open_listener", "adopt_listener",
-           "close_listeners", "address_text"]
+__all__ = ["Bind", "Listener", "ControlFile", "DEFAULT_BIND", "parse_bind", "open_listener",
+           "open_listeners", "adopt_listener", "close_listeners", "address_text"]
+
+log = logging.getLogger("prefork")
+
+DEFAULT_BIND = "127.0.0.1:8000"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,3 +235,64 @@ def close_listeners(listeners, final):
                 os.unlink(listener.path)
             except FileNotFoundError:
                 pass
+
+
+def open_listeners(cfg, predecessor=None):
+    """The sockets to serve: --bind's, else systemd's, else the default address.  In
+    the new master of an upgrade, the old master's sockets are taken where they match."""
+    if not cfg.bind and predecessor:
+        passed = predecessor.take_systemd()
+        if passed:
+            return [adopt_listener(spec, fd, True) for spec, fd in passed]
+    if not cfg.bind:
+        passed = systemd.listen_fds()
+        if passed:
+            return [Listener(f"systemd:{name}", sock, inherited=True) for name, sock in passed]
+    binds = [parse_bind(b) for b in cfg.bind or [DEFAULT_BIND]]  # all checked first
+    listeners = []
+    try:
+        for b in binds:
+            taken = predecessor.take(b.spec) if predecessor else None
+            if taken:
+                listeners.append(adopt_listener(b.spec, *taken))
+            else:
+                listeners.append(open_listener(b, cfg.backlog, cfg.socket_mode,
+                                               cfg.socket_group))
+    except BaseException:
+        close_listeners(listeners, final=not predecessor)
+        raise
+    for spec, fd in predecessor.leftovers() if predecessor else ():
+        log.warning("upgrade: %s is no longer in --bind; closed here (the old master's "
+                    "workers serve it until they retire)", spec)
+        os.close(fd)
+    return listeners
+
+
+class ControlFile:
+    """The master's control socket: a Unix socket of mode 0600 at *path*, so only
+    the master's user may talk to it.  *staged* (a new master during an upgrade,
+    while the old one still answers at *path*): made beside it, until publish()
+    renames it there."""
+
+    def __init__(self, path, staged=False):
+        self.path = path
+        where = f"{path}.{os.getpid()}" if staged else path
+        bind = Bind(f"unix:{where}", socket.AF_UNIX, socket.SOCK_STREAM, where)
+        self.listener = open_listener(bind, backlog=8, socket_mode=0o600)
+        self.sock = self.listener.sock
+        self.inode = os.stat(where).st_ino
+
+    def publish(self):
+        """Move a staged socket to its path, atomically replacing the old master's."""
+        if self.listener.path != self.path:
+            os.rename(self.listener.path, self.path)
+            self.listener.path = self.path
+
+    def close(self):
+        """Close; unlink the file only while it is still this socket's (after an
+        upgrade it is the new master's)."""
+        try:
+            mine = os.stat(self.listener.path).st_ino == self.inode
+        except OSError:
+            mine = False
+        close_listeners([self.listener], final=mine)

@@ -6,13 +6,14 @@ to the pid in its pidfile).  Errors are raised typed; cli.main() reports them.
 import json
 import os
 import signal
+import socket
 import time
 
-from . import control
-from . import daemon as daemon_mod
-from .errors import ConfigError, PreforkError
+from ..errors import ConfigError, PreforkError
+from .process import read_pid
 
-__all__ = ["control_path", "cmd_status", "cmd_reload", "cmd_upgrade", "cmd_scale", "cmd_stop"]
+__all__ = ["control_path", "ask", "cmd_status", "cmd_reload", "cmd_upgrade", "cmd_scale",
+           "cmd_stop"]
 
 
 def control_path(given, pidfile):
@@ -20,12 +21,28 @@ def control_path(given, pidfile):
     return given or (pidfile + ".ctl" if pidfile else "")
 
 
+def ask(path, request, timeout=10.0):
+    """Send *request* (a dict) to the control socket at *path*; return the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        deadline = time.monotonic() + timeout
+        while not data.endswith(b"\n") and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
 def _ask(args, request):
     path = control_path(args.control, args.pidfile)
     if not path:
         raise ConfigError("say which master: --control PATH or --pidfile PATH")
     try:
-        reply = control.ask(path, request)
+        reply = ask(path, request)
     except FileNotFoundError:
         raise PreforkError(f"no control socket at {path}: is the master running, and "
                            "started with this --control or --pidfile?") from None
@@ -46,7 +63,7 @@ def _signal_or_ask(args, signum, request):
         return 0
     if not args.pidfile:
         raise ConfigError("say which master: --pidfile PATH (or --control PATH)")
-    pid = daemon_mod.read_pid(args.pidfile)
+    pid = read_pid(args.pidfile)
     if not pid:
         raise PreforkError(f"--pidfile {args.pidfile} names no running master")
     try:

@@ -1,4 +1,5 @@
-"""Running as a classic daemon: a locked pidfile, dropping privileges, detaching.
+"""The command's process: its pidfile, its identity, its logging, and detaching
+into the background as a classic daemon.
 
 The pidfile is locked (flock) for the master's whole life, so "is a master
 running?" is answered by the lock, not by guessing from a pid that may have been
@@ -8,12 +9,14 @@ reused: a pidfile nobody holds is stale and is taken over; a held one is refused
 import errno
 import fcntl
 import grp
+import logging
 import os
 import pwd
 
-from .errors import ConfigError, PidfileError
+from ..errors import ConfigError, PidfileError
 
-__all__ = ["PidFile", "read_pid", "drop_privileges", "daemonize", "under_systemd"]
+__all__ = ["PidFile", "read_pid", "drop_privileges", "daemonize", "under_systemd",
+           "setup_logging", "user_id", "group_id"]
 
 
 def under_systemd(environ=None):
@@ -161,3 +164,24 @@ def daemonize(keep_fds, umask=None, log_stream=None):
     )
     ctx.open()
     return ctx
+
+
+def setup_logging(level="info", error_log="", systemd=False):
+    """Log to *error_log*, or to standard error; return the handler's stream.
+
+    Under systemd, journald stamps every line, so lines carry no time of their own.
+    Workers inherit this set-up through fork.
+    """
+    if error_log:
+        handler = logging.FileHandler(error_log)
+    else:
+        handler = logging.StreamHandler()
+    fmt = "%(levelname)s [%(process)d] %(message)s" if systemd and not error_log else \
+        "%(asctime)s %(levelname)s [%(process)d] %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    return handler.stream

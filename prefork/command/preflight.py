@@ -1,0 +1,59 @@
+"""Before `prefork serve` binds anything: import the handler once in a child, as
+a worker would, so a path that does not import is reported at once with one line,
+and an import that hangs is stopped at boot_timeout instead of hanging the command.
+"""
+
+import os
+import select
+import signal
+
+from ..errors import BootError, HandlerImportError
+from ..loader import check_handler, import_object
+
+__all__ = ["import_in_child", "IMPORT_HINT"]
+
+IMPORT_HINT = "check MODULE:HANDLER and that the module imports from the current directory"
+
+
+def import_in_child(spec, timeout, close_fds=()):
+    """Import *spec* in a child process and report why not; an import still running
+    after *timeout* seconds (boot_timeout) fails too.  The child first closes
+    *close_fds* (descriptors it must not hold: the pipe to an old master)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 0
+        try:
+            for fd in (read_end, *close_fds):
+                os.close(fd)
+            check_handler(import_object(spec), spec)
+        except BaseException as e:
+            os.write(write_end, str(e).encode()[:4000] or type(e).__name__.encode())
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    # A TERM meanwhile (a stop, or the old master abandoning this upgrade) ends the
+    # child too, instead of leaving it to wait at its import.  The handler raises:
+    # this is a short check in the command's own thread, not the master's loop.
+    previous = signal.signal(signal.SIGTERM, _exit_on_term)
+    try:
+        with os.fdopen(read_end, "rb") as r:
+            if not select.select([r], [], [], timeout)[0]:
+                raise BootError(f"importing {spec} took more than boot_timeout "
+                                f"({timeout:g}s); does the module wait for something at "
+                                "import? Fix that or raise --boot-timeout")
+            reason = r.read().decode(errors="replace")
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise HandlerImportError(f"{reason}; {IMPORT_HINT}")
+
+
+def _exit_on_term(signum, frame):
+    raise SystemExit(128 + signum)
