@@ -19,7 +19,7 @@ The master applies a decision through the pool's own scaling, so ``max_workers``
 still bounds every instant, and it asks nothing during a reload or a stop.
 """
 
-__all__ = ["Adapter", "INTERVAL", "GROW_AT", "STEP_CAP", "SPARE"]
+__all__ = ["Adapter", "adapter_for", "INTERVAL", "GROW_AT", "STEP_CAP", "SPARE"]
 
 INTERVAL = 0.25      # seconds between looks at the load
 GROW_AT = 0.9        # the busy fraction of the ready workers that counts as saturated
@@ -75,3 +75,17 @@ class Adapter:
         self._last = None
         self._idle_since = None
         self.step = 1
+
+
+def adapter_for(cfg, adapter=None):
+    """The Adapter a pool needs under *cfg* (a Config): None for a fixed pool; for an
+    adaptive one, *adapter* (the one it had) set to the new range and measuring
+    afresh, or a new one."""
+    if not cfg.adaptive:
+        return None
+    if adapter is None:
+        return Adapter(cfg.workers, cfg.workers_max, cfg.shrink_after)
+    adapter.low, adapter.high, adapter.shrink_after = cfg.workers, cfg.workers_max, \
+        cfg.shrink_after
+    adapter.reset()
+    return adapter

@@ -20,12 +20,12 @@ import socket
 import threading
 import time
 
-from . import logs, policy
+from . import logs, policy, report
 from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
 from .errors import BootError, PreforkError
 from .loader import import_shared_stdlib
-from .scoreboard import BUSY, Scoreboard
+from .scoreboard import Scoreboard
 from .signals import SignalInbox
 from .systemd import Notifier
 from .upgrade import Upgrader
@@ -168,40 +168,12 @@ class Master:
 
     def status(self):
         """One line on the pool, for logs and systemd's STATUS=."""
-        pool = self.pool
-        c = pool.counts()
-        served = sum(self.board[w.slot].requests for w in pool.workers.values())
-        line = (f"{c[policy.READY]} workers ready, {c[policy.BOOTING]} booting, "
-                f"generation {pool.generation}, {served} requests by live workers")
-        if pool.reloads["ok"] or pool.reloads["failed"]:
-            line += (f"; reloads: {pool.reloads['ok']} ok, "
-                     f"{pool.reloads['failed']} failed, last {pool.last_reload}")
-        if self.upgrader.successor and not self.upgrader.handed_over:
-            line += f"; upgrading: new master {self.upgrader.successor.pid} starting"
-        return line
+        return report.status_line(self.pool, self.board, self.upgrader)
 
     def snapshot(self):
-        """The pool as data, for `prefork status`: the master, each worker, totals."""
-        from .limits import sample_rss  # psutil: only when somebody asks
-        now, me = time.monotonic(), os.getpid()
-        pool = self.pool.snapshot(now)
-        rss = sample_rss([me, *(w["pid"] for w in pool["workers"])])
-        for w in pool["workers"]:
-            slot = self.board[w["slot"]]
-            w.update(requests=slot.requests, busy=slot.state == BUSY,
-                     rss=rss.get(w["pid"], 0))
-        workers = pool.pop("workers")
-        succ = self.upgrader.successor
-        return {
-            "master": {"pid": me, "name": self.cfg.name, "rss": rss.get(me, 0),
-                       "uptime": round(time.time() - self.started, 3)},
-            **{k: pool[k] for k in ("generation", "target", "max_workers", "reloads",
-                                    "adaptive")},
-            "upgrade": {"new_master": succ.pid if succ and not self.upgrader.handed_over
-                        else None, "last": self.upgrader.last},
-            "workers": workers,
-            "totals": {"workers": len(workers), "requests": sum(w["requests"] for w in workers),
-                       "rss": sum(w["rss"] for w in workers) + rss.get(me, 0)}}
+        """The pool as data, for `prefork status`."""
+        return report.snapshot(self.pool, self.board, self.upgrader, self.cfg.name,
+                               self.started)
 
     def request_stop(self):
         """From any thread: stop gracefully, as SIGTERM would."""

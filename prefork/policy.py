@@ -33,8 +33,9 @@ import dataclasses
 import random
 import signal
 
+from .actions import GiveUp, Log, Notify, ReloadDone, Retire, Sample, SendSignal, Spawn, Stopped
 from .adaptive import INTERVAL as LOAD_INTERVAL
-from .adaptive import Adapter
+from .adaptive import adapter_for
 from .errors import ConfigError
 
 __all__ = ["Pool", "Spawn", "Retire", "SendSignal", "Log", "Notify", "ReloadDone", "GiveUp",
@@ -57,71 +58,6 @@ EXIT_BOOT_FAILED = 3    # the status a worker exits with when it cannot boot
 EXIT_IMPORT_FAILED = 4  # ... because the handler does not import (bad input, not a fault)
 STACK_SIGNAL = signal.SIGUSR2   # makes a worker write its Python stack (faulthandler)
 MIB = 1024 * 1024
-
-
-# -- actions ----------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Spawn:
-    slot: int
-    generation: int
-    max_requests: int  # 0: no limit
-
-
-@dataclasses.dataclass(frozen=True)
-class Retire:
-    pid: int  # finish the current request, then exit
-
-
-@dataclasses.dataclass(frozen=True)
-class SendSignal:
-    pid: int
-    signum: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Log:
-    level: str  # "info", "warning", "error"
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Notify:
-    """Tell the service manager where the pool stands: "ready" (READY=1), "reloading"
-    (RELOADING=1), "stopping" (STOPPING=1) or "status" (STATUS= alone)."""
-
-    state: str
-    note: str = ""       # said before (ready, status) or instead of (reloading,
-    #                      stopping) the pool's own status line
-    first: bool = False  # the first READY: the start, or an upgrade's takeover, is done
-
-
-@dataclasses.dataclass(frozen=True)
-class ReloadDone:
-    generation: int
-    ok: bool
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class GiveUp:
-    message: str
-    note: str = ""  # the last failed worker's own one-line account
-    import_failed: bool = False  # it could not import the handler (EXIT_IMPORT_FAILED)
-
-
-@dataclasses.dataclass(frozen=True)
-class Stopped:
-    pass
-
-
-@dataclasses.dataclass(frozen=True)
-class Sample:
-    """What the pool wants measured now: "rss" (each pid's resident memory, for
-    sampled_rss()) or "load" (each pid's busy seconds, for observe_load())."""
-
-    what: str
-    pids: tuple
 
 
 @dataclasses.dataclass
@@ -179,7 +115,7 @@ class Pool:
         self.adapter = None
         self._rss_due = 0.0
         self._load_due = 0.0
-        self._adapt_to(cfg)
+        self.adapter = adapter_for(cfg, self.adapter)
 
     # -- events ---------------------------------------------------------------------
 
@@ -189,11 +125,8 @@ class Pool:
     def spawn_failed(self, spawn, now, why):
         """The master could not fork for *spawn* (its pre_fork hook raised, or fork()
         failed): a young death, with the back-off and the breaker that go with it."""
-        self.last_failure = f"no worker forked for slot {spawn.slot}: {why}"
-        self.last_note = why
-        self.last_import_failed = False
-        return [Log("error", self.last_failure)] + self._backoff(now) + \
-            self._boot_failed(spawn.generation, why, now)
+        return self._failed(f"no worker forked for slot {spawn.slot}: {why}", why) + \
+            self._backoff(now) + self._boot_failed(spawn.generation, why, now)
 
     def ready(self, pid, now):
         w = self.workers.get(pid)
@@ -217,16 +150,13 @@ class Pool:
         if w.wanted_exit and not w.fault:
             return [Log("info", f"{label} {how}")]
         if not w.was_ready:
-            self.last_failure = f"{label} failed to boot: {how}"
-            self.last_note = note
-            self.last_import_failed = exitcode == EXIT_IMPORT_FAILED
-            return [Log("error", self.last_failure)] + self._backoff(now) + \
-                self._boot_failed(w.generation, how, now)
+            return self._failed(f"{label} failed to boot: {how}", note,
+                                exitcode == EXIT_IMPORT_FAILED) + \
+                self._backoff(now) + self._boot_failed(w.generation, how, now)
         if exitcode == 0 and not w.fault:
             self.crashes = 0  # left on its own after max_requests, or its master vanished
             return [Log("info", f"{label} {how}")]
-        self.last_failure = f"{label} {how}"
-        acts = [Log("error", self.last_failure)]
+        acts = self._failed(f"{label} {how}", self.last_note, self.last_import_failed)
         if now - w.spawned < YOUNG:
             return acts + self._backoff(now)
         self.crashes = 0
@@ -260,7 +190,7 @@ class Pool:
         # An adaptive pool keeps the size the load made, within the new range.
         self.target = min(max(self.target, cfg.workers), cfg.workers_max) if cfg.adaptive \
             else cfg.workers
-        self._adapt_to(cfg)
+        self.adapter = adapter_for(cfg, self.adapter)
         return acts
 
     def scale(self, delta):
@@ -417,17 +347,6 @@ class Pool:
 
     # -- rules ------------------------------------------------------------------------
 
-    def _adapt_to(self, cfg):
-        """An adaptive pool (workers MIN..MAX) has an Adapter; a fixed one none."""
-        if not cfg.adaptive:
-            self.adapter = None
-        elif self.adapter is None:
-            self.adapter = Adapter(cfg.workers, cfg.workers_max, cfg.shrink_after)
-        else:
-            self.adapter.low, self.adapter.high = cfg.workers, cfg.workers_max
-            self.adapter.shrink_after = cfg.shrink_after
-            self.adapter.reset()
-
     def _deadlines(self, now, beats):
         acts = []
         cfg = self.cfg
@@ -491,6 +410,11 @@ class Pool:
                 acts += self._retire(w, now)
         acts += self._spawn(wanted, gen)
         return acts
+
+    def _failed(self, text, note, import_failed=False):
+        """Remember the last failure (for the breaker's message) and log it."""
+        self.last_failure, self.last_note, self.last_import_failed = text, note, import_failed
+        return [Log("error", text)]
 
     def _backoff(self, now):
         """A young death or a failed fork: delay the next fork, doubling each time."""

@@ -93,3 +93,19 @@ class PreforkHTTPServer(PreforkMixIn, http.server.HTTPServer):
 class QuietHTTP(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+class PreForkFailsTwice(PreforkTCPServer):
+    """pre_fork raises for the first two forks, then lets them be."""
+
+    failures = 0
+
+    def pre_fork(self, worker):
+        if type(self).failures < 2:
+            type(self).failures += 1
+            raise RuntimeError("pre_fork failed on purpose")
+
+
+class PreForkAlwaysFails(PreforkTCPServer):
+    def pre_fork(self, worker):
+        raise RuntimeError("no fork today")

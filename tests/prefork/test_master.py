@@ -191,3 +191,22 @@ def test_the_stdlib_http_server_prefork(sockdir):
 def test_a_class_handler_is_used_as_given(sockdir):
     with Running(sockdir, handler="class:apps:Probe", settings=["workers=1", "preload=true"]) as m:
         assert int(m.request()) in m.worker_pids()
+
+
+def test_a_failed_pre_fork_is_retried_after_a_back_off_and_the_pool_gets_ready(sockdir):
+    # The policy hears of the failure (a young death): the fork is retried when the
+    # back-off is over, though nothing else wakes the master, and READY=1 follows.
+    with Running(sockdir, server="apps:PreForkFailsTwice", settings=["workers=1"]) as m:
+        assert int(m.request()) in m.workers()
+        log = m.log()
+        assert log.count("pre_fork hook failed: worker not started") == 2
+        assert "2 young deaths in a row: next fork in 0.2s" in log
+
+
+def test_a_pre_fork_that_always_fails_ends_the_start_with_a_reason(sockdir):
+    with Running(sockdir, server="apps:PreForkAlwaysFails", settings=["workers=1"],
+                 ready=False) as m:
+        assert m.wait_exit() == 1
+        assert "serve: error: workers cannot boot (3 tries): no worker forked for slot 0: " \
+            "pre_fork hook raised RuntimeError: no fork today" in m.log()
+        assert m.workers() == {}

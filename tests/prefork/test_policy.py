@@ -6,9 +6,10 @@ import signal
 
 import pytest
 
-from prefork import policy
+from prefork import policy, upgrade
 from prefork.config import Config
-from prefork.policy import GiveUp, Log, Pool, ReloadDone, Retire, SendSignal, Spawn, Stopped
+from prefork.errors import ConfigError
+from prefork.policy import GiveUp, Log, Notify, Pool, ReloadDone, Retire, SendSignal, Spawn, Stopped
 
 
 class Sim:
@@ -345,3 +346,198 @@ def test_max_workers_holds_under_random_events():
                 sim.now += rng.random()
             sim.tick()  # Sim.apply asserts the cap after every action
         assert not sim.of(GiveUp)
+
+
+# -- what the service manager hears ------------------------------------------------------
+
+def test_the_pool_is_announced_once_when_its_first_generation_is_ready():
+    sim = Sim(workers=2)
+    sim.tick()
+    (pid, _) = sim.pool.workers
+    sim.apply(sim.pool.ready(pid, sim.now))
+    assert sim.of(Notify, sim.tick()) == []  # one of two is not enough
+    sim.ready_all()
+    assert sim.of(Notify, sim.tick()) == [Notify("ready", first=True)]
+    sim.exit(pid, -signal.SIGKILL)
+    sim.tick()
+    sim.ready_all()
+    assert sim.of(Notify, sim.tick()) == []  # a replacement is no new start
+
+
+def test_a_reload_says_reloading_then_ready_and_a_queued_one_reloading_again():
+    sim = Sim(workers=1, max_workers=2)
+    sim.start()
+    assert sim.of(Notify, sim.pool.reload(sim.now)) == [
+        Notify("reloading", "reloading to generation 2")]
+    sim.tick()
+    assert sim.pool.reload(sim.now) == [Log("info", "reload requested during a reload: it "
+                                                    "will follow this one")]
+    sim.ready_all()
+    acts = sim.tick()
+    assert sim.of(Notify, acts) == [Notify("reloading", "reloading to generation 3")]
+    for r in sim.of(Retire, acts):
+        sim.exit(r.pid, 0)
+    sim.tick()
+    sim.ready_all()
+    acts = sim.tick()
+    assert sim.of(Notify, acts) == [Notify("ready")]
+    assert sim.pool.last_reload == "ok" and sim.pool.reloads == {"ok": 2, "failed": 0}
+
+
+def test_a_failed_reload_ends_in_ready_with_the_reason_and_a_refused_one_too():
+    sim = Sim(workers=1, max_workers=2)
+    sim.start()
+    sim.apply(sim.pool.reload(sim.now))
+    sim.tick()
+    new = max(sim.pool.workers)
+    acts = sim.exit(new, policy.EXIT_BOOT_FAILED, note="SyntaxError: bad")
+    assert sim.of(Notify, acts) == [Notify("ready")]
+    assert sim.pool.last_reload.startswith("failed (a new worker failed to boot")
+    assert sim.pool.reload_refused("key 'wrokers' unknown") == [
+        Notify("ready", "reload failed: key 'wrokers' unknown")]
+
+
+def test_a_stop_says_stopping_and_a_reload_it_ends_says_nothing_more():
+    sim = Sim(workers=1, max_workers=2)
+    sim.start()
+    sim.apply(sim.pool.reload(sim.now))
+    sim.tick()
+    acts = sim.pool.stop(True, sim.now)
+    assert sim.of(Notify, acts) == [Notify("stopping", "stopping")]
+    assert not sim.of(ReloadDone, acts)[0].ok
+
+
+# -- failed forks --------------------------------------------------------------------------
+
+def test_a_failed_fork_backs_off_and_at_start_the_breaker_gives_up():
+    sim = Sim(workers=1)
+    for tries in range(1, policy.BREAKER + 1):
+        (spawn,) = sim.of(Spawn, sim.pool.tick(sim.now, sim.beats))
+        acts = sim.pool.spawn_failed(spawn, sim.now, "fork failed: Resource temporarily "
+                                                     "unavailable")
+        assert sim.pool.crashes == tries
+        if tries < policy.BREAKER:
+            assert sim.of(GiveUp, acts) == []
+            due = sim.pool.next_deadline(sim.beats)  # a retry the master is woken for
+            assert due == sim.now + policy.BACKOFF_BASE * 2 ** (tries - 1)
+            assert sim.pool.tick(sim.now, sim.beats) == []  # not before
+            sim.now = due
+    (give_up,) = sim.of(GiveUp, acts)
+    assert "workers cannot boot (3 tries): no worker forked for slot 0: fork failed" \
+        in give_up.message and not give_up.import_failed
+
+
+def test_a_failed_fork_after_the_start_backs_off_and_never_gives_up():
+    sim = Sim(workers=2)
+    a, _ = sim.start()
+    sim.now += 60
+    sim.exit(a, -signal.SIGKILL)
+    for _ in range(5):
+        (spawn,) = sim.of(Spawn, sim.pool.tick(sim.now, sim.beats))  # not forked: it failed
+        assert sim.of(GiveUp, sim.pool.spawn_failed(spawn, sim.now, "pre_fork hook raised")) == []
+        sim.now = sim.pool.next_deadline(sim.beats)
+    assert len(sim.of(Spawn, sim.tick())) == 1
+
+
+def test_a_failed_fork_during_a_reload_abandons_it():
+    sim = Sim(workers=1, max_workers=2)
+    old = sim.start()
+    sim.apply(sim.pool.reload(sim.now))
+    (spawn,) = sim.of(Spawn, sim.pool.tick(sim.now, sim.beats))
+    acts = sim.pool.spawn_failed(spawn, sim.now, "fork failed: Cannot allocate memory")
+    (done,) = sim.of(ReloadDone, acts)
+    assert not done.ok and "Cannot allocate memory" in done.message
+    assert sim.serving() == old and sim.pool.reload_gen is None
+
+
+def test_a_worker_that_cannot_import_its_handler_makes_an_import_failure():
+    sim = Sim(workers=1)
+    for _ in range(policy.BREAKER):
+        (spawn,) = sim.of(Spawn, sim.pool.tick(sim.now, sim.beats))
+        sim.pool.spawned(next(sim.pids), spawn, sim.now)
+        (pid,) = sim.pool.workers
+        acts = sim.exit(pid, policy.EXIT_IMPORT_FAILED,
+                        note="cannot import handler module 'app': ImportError")
+        sim.now = sim.pool.next_deadline(sim.beats) or sim.now
+    (give_up,) = sim.of(GiveUp, acts)
+    assert give_up.import_failed and give_up.note.startswith("cannot import handler module")
+
+
+# -- samples ------------------------------------------------------------------------------
+
+def test_memory_is_sampled_every_second_and_a_worker_over_max_rss_is_recycled():
+    assert Sim(workers=1).pool.samples_due(1000.0) == []  # no max_rss: never sampled
+    sim = Sim(workers=2, max_rss=100 * policy.MIB)
+    a, b = sim.start()
+    assert sim.pool.samples_due(sim.now) == [policy.Sample("rss", (a, b))]
+    assert sim.pool.samples_due(sim.now + 0.5) == []
+    assert sim.pool.next_deadline(sim.beats) == sim.now + policy.RSS_INTERVAL
+    acts = sim.pool.sampled_rss({a: 150 * policy.MIB, b: 50 * policy.MIB}, sim.now)
+    assert Retire(a) in acts and Retire(b) not in acts
+    assert "uses 150 MiB (max_rss 100 MiB): recycling it" in sim.of(Log, acts)[0].message
+
+
+def test_the_pool_sizes_an_adaptive_pool_and_lets_it_be_during_a_reload():
+    sim = Sim(workers="1..4", max_workers=8)
+    (pid,) = sim.start()
+    busy = 0.0
+    assert sim.pool.samples_due(sim.now) == [policy.Sample("load", (pid,))]
+    sim.pool.observe_load({pid: busy}, sim.now)
+    sim.now += 0.25
+    busy += 0.25  # busy all the time: saturated
+    acts = sim.apply(sim.pool.observe_load({pid: busy}, sim.now))
+    assert sim.pool.target == 2 and "adaptive pool: all 1 workers busy" in acts[0].message
+    sim.apply(sim.pool.reload(sim.now))
+    sim.now += 0.25
+    busy += 0.25
+    assert sim.pool.observe_load({pid: busy}, sim.now) == []  # not during a reload
+    assert sim.pool.target == 2
+    assert sim.pool.snapshot(sim.now)["adaptive"] == {"min": 1, "max": 4, "load": 1.0}
+
+
+def test_scale_to_takes_only_a_size_within_one_and_max_workers():
+    sim = Sim(workers=2, max_workers=4)
+    sim.start()
+    for bad in (0, 5, "3", True, None):
+        with pytest.raises(ConfigError, match=r"workers must be a whole number from 1 to "
+                                              r"max_workers \(4\), not "):
+            sim.pool.scale_to(bad)
+    sim.apply(sim.pool.scale_to(4))
+    assert sim.pool.target == 4
+
+
+def test_the_snapshot_is_plain_data():
+    sim = Sim(workers=2)
+    a, b = sim.start()
+    sim.now += 5
+    snap = sim.pool.snapshot(sim.now)
+    assert snap["workers"] == [
+        {"pid": a, "slot": 0, "generation": 1, "state": "ready", "age": 5.0},
+        {"pid": b, "slot": 1, "generation": 1, "state": "ready", "age": 5.0}]
+    assert (snap["generation"], snap["target"], snap["max_workers"], snap["adaptive"]) == \
+        (1, 2, 4, None)
+
+
+def test_new_settings_above_the_slots_made_at_start_are_capped_and_said_so():
+    sim = Sim(workers=2)  # max_workers 4: four slots
+    acts = sim.pool.reconfigure(Config(workers=3, max_workers=8), slots=4)
+    assert "max_workers 8 is more than the 4 slots made at start" in acts[0].message
+    assert sim.pool.cfg.max_workers == 4 and sim.pool.target == 3
+
+
+# -- the upgrade's rules --------------------------------------------------------------------
+
+def test_when_an_upgrade_is_refused():
+    plan = upgrade.Plan(argv=["python3"], cwd="/", listeners=[])
+    assert upgrade.refusal(plan, 1234, False, False) == ""
+    assert "needs the `prefork serve` command" in upgrade.refusal(None, 1234, False, False)
+    assert "as PID 1 of its namespace" in upgrade.refusal(plan, 1, False, False)
+    assert upgrade.refusal(plan, 1234, True, False) == "an upgrade is in progress"
+    assert upgrade.refusal(plan, 1234, False, True) == "the master is stopping"
+
+
+def test_the_new_master_is_overdue_once():
+    due = upgrade.Deadline(at=100.0, after=60.0)
+    assert not due.overdue(99.9)
+    assert due.overdue(100.0)
+    assert not due.overdue(200.0) and due.at is None  # said once: its exit ends it
