@@ -376,18 +376,23 @@ def load(cli_values, config_file, environ):
     return Config(**merged)
 
 
-def settings_table():
-    """The settings as a reStructuredText table, for the documentation."""
-    rows = [("setting (TOML key)", "command line", "environment", "default", "meaning")]
-    for s in SETTINGS:
-        if s.source == "derived":
-            continue
-        flag = "``MODULE:HANDLER``" if s.source == "argument" else \
-            f"``{s.flag}``" if s.kind.action == "store_true" else \
-            f"``{s.flag} {s.metavar or s.kind.metavar}``"
-        default = s.shown_default()
-        rows.append((f"``{s.name}``", flag, f"``{s.env}``",
-                     f"``{default}``" if default else "", s.help))
+def settings_table(pool=False):
+    """The settings as a reStructuredText table, for the documentation: every one
+    with its flag and variable, or (*pool*) the pool's, as PreforkMixIn's attributes."""
+    if pool:
+        rows = [("class attribute", "default", "meaning")]
+        rows += [(f"``{s.name}``", f"``{s.default!r}``", s.help) for s in SETTINGS if s.pool]
+    else:
+        rows = [("setting (TOML key)", "command line", "environment", "default", "meaning")]
+        for s in SETTINGS:
+            if s.source == "derived":
+                continue
+            flag = "``MODULE:HANDLER``" if s.source == "argument" else \
+                f"``{s.flag}``" if s.kind.action == "store_true" else \
+                f"``{s.flag} {s.metavar or s.kind.metavar}``"
+            default = s.shown_default()
+            rows.append((f"``{s.name}``", flag, f"``{s.env}``",
+                         f"``{default}``" if default else "", s.help))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     rule = "  ".join("=" * w for w in widths)
 

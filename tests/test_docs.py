@@ -75,11 +75,11 @@ def test_handler_methods_in_call_order():
     assert methods == ["setup", "handle", "finish"]
 
 
-def test_the_settings_table_is_made_from_the_declaration():
+def test_the_settings_tables_are_made_from_the_declaration():
     from prefork.config import settings_table
-    with open(os.path.join(DOCS, "settings-table.txt")) as f:
-        documented = f.read()
-    assert documented == settings_table(), (
-        "docs/settings-table.txt is out of date; remake it with: python -c 'from "
-        "prefork.config import settings_table; print(settings_table(), end=\"\")' "
-        "> docs/settings-table.txt")
+    for name, pool in (("settings-table.txt", False), ("pool-settings-table.txt", True)):
+        with open(os.path.join(DOCS, name)) as f:
+            documented = f.read()
+        assert documented == settings_table(pool), (
+            f"docs/{name} is out of date; remake it with: python -c 'from prefork.config "
+            f"import settings_table; print(settings_table({pool}), end=\"\")' > docs/{name}")

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from ..prefork.harness import ROOT, TIMEOUT, wait_for
-from .test_nginx import http_get, read_rest
+from .helpers import http_get, read_rest
 
 E2E = os.path.dirname(os.path.abspath(__file__))
 

@@ -6,8 +6,9 @@ import re
 import signal
 
 from ..prefork.harness import ROOT, Running, wait_for
-from .test_nginx import HttpLoad, Nginx, free_port, pytestmark  # noqa: F401 - skip without nginx
-from .test_upgrade import subreaper, upgrade
+from .helpers import HttpLoad, Nginx, free_port, needs_nginx, subreaper, upgrade
+
+pytestmark = needs_nginx
 
 HOSTS_CONF = os.path.join(ROOT, "docs", "deploy", "nginx-hosts.conf")
 

@@ -14,7 +14,7 @@ import pytest
 
 from ..prefork.harness import HERE as APPS_DIR
 from ..prefork.harness import ROOT, TIMEOUT, Running, wait_for
-from .test_upgrade import NewMaster, subreaper
+from .helpers import NewMaster, subreaper
 
 UNITS = os.path.join(ROOT, "systemd")
 

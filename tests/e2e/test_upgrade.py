@@ -5,8 +5,6 @@ themselves a child subreaper: the orphaned new master becomes the test's child,
 which the test stops and reaps (and the leak check would see if it did not).
 """
 
-import contextlib
-import ctypes
 import os
 import re
 import signal
@@ -15,70 +13,9 @@ import sys
 import threading
 
 import psutil
-import pytest
 
 from ..prefork.harness import ROOT, Load, Running, descendants, wait_for
-from .test_nginx import HttpLoad, Nginx, free_port
-
-PR_SET_CHILD_SUBREAPER = 36
-
-
-@contextlib.contextmanager
-def subreaper():
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        pytest.skip("prctl(PR_SET_CHILD_SUBREAPER) is not allowed here")
-    try:
-        yield
-    finally:
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-        # New masters that failed were adopted here (an old master does not parent its
-        # successor): reap them.  A live one is left for the leak check to report.
-        for child in psutil.Process().children():
-            try:
-                if child.status() == psutil.STATUS_ZOMBIE:
-                    os.waitpid(child.pid, 0)
-            except (psutil.Error, ChildProcessError):
-                pass
-
-
-class NewMaster:
-    """The master an upgrade started, once it is this test's (orphaned) child."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.status = None
-
-    def workers(self):
-        return sorted(p.pid for p in descendants(self.pid))
-
-    def reaped(self):
-        if self.status is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-        return self.status is not None
-
-    def stop(self):
-        if self.status is None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            wait_for(self.reaped, f"new master {self.pid} to stop")
-        return self.status
-
-
-def upgrade(m, signal_it=True):
-    """Send USR2 to the master of *m*; wait for the new master's MAINPID= + READY=1."""
-    if signal_it:
-        m.signal(signal.SIGUSR2)
-    msg = m.expect("MAINPID=")
-    new = NewMaster(int(re.search(r"MAINPID=(\d+)", msg)[1]))
-    assert "READY=1" in msg and new.pid != m.pid
-    # Sent by the new master itself (NotifyAccess=all lets it), while the old one lives.
-    assert m.senders[m.messages.index(msg)] == new.pid
-    return new
+from .helpers import HttpLoad, NewMaster, Nginx, free_port, needs_nginx, subreaper, upgrade
 
 
 def prefork(*args, cwd):
@@ -186,6 +123,7 @@ def test_usr2_of_a_library_server_is_ignored_with_a_reason(sockdir):
         assert m.request()
 
 
+@needs_nginx
 def test_upgrade_through_nginx_fails_no_request(sockdir, tmp_path):
     os.chmod(sockdir, 0o711)
     sock = os.path.join(sockdir, "shop.sock")
@@ -225,8 +163,8 @@ def test_stopping_the_old_master_during_an_upgrade_stops_the_new_one(sockdir, tm
         app.write_text("import threading\nthreading.Event().wait(5)\n"
                        "from apps import Probe as Handler\n")
         m.signal(signal.SIGUSR2)
-        wait_for(lambda: "upgrade: started new master" in m.log(), "the upgrade to start")
-        new = int(re.search(r"started new master (\d+)", m.log())[1])
+        status = m.expect("upgrading: new master")  # STATUS= once it is started
+        new = int(re.search(r"upgrading: new master (\d+) starting", status)[1])
         wait_for(lambda: descendants(new), "the new master to import the handler in a child")
         m.signal(signal.SIGTERM)
         assert m.wait_exit() == 0

@@ -34,6 +34,8 @@ class Probe(socketserver.StreamRequestHandler):
         if line == b"raise":
             raise RuntimeError("handler raised on purpose")
         if line == b"hang":
+            self.wfile.write(b"hanging\n")  # the client's sign that the worker is in it
+            self.wfile.flush()
             spin_forever()
         if line.startswith(b"sleep "):
             time.sleep(float(line.split()[1]))  # a slow request: the worker stays busy

@@ -7,6 +7,7 @@ stops the master (TERM, then KILL after a bound) and checks no worker is left.
 """
 
 import os
+import select
 import signal
 import socket
 import struct
@@ -39,6 +40,29 @@ def wait_for(predicate, what, timeout=TIMEOUT, interval=0.01):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_gone(pids, what, timeout=TIMEOUT):
+    """Wait until every process in *pids* has exited (a zombie has), through pidfds:
+    the kernel says so, nothing is sampled."""
+    fds = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                pass  # gone and reaped already
+        deadline = time.monotonic() + timeout
+        waiting = set(fds)
+        while waiting:
+            left = deadline - time.monotonic()
+            ready = select.select(list(waiting), [], [], max(0.0, left))[0]
+            if not ready and left <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            waiting -= set(ready)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def descendants(pid):
@@ -194,6 +218,16 @@ class Running:
                 if path:
                     os.unlink(path)
 
+    def hang(self, timeout=TIMEOUT):
+        """A connection whose request (apps.Probe's "hang") keeps a worker busy for
+        good, returned once the worker has said it is in it; close it when done."""
+        c = socket.create_connection(self.address, timeout=timeout)
+        c.sendall(b"hang\n")
+        if c.recv(100) != b"hanging\n":
+            c.close()
+            raise AssertionError(f"no worker took the hanging request\n{self.log()}")
+        return c
+
     def signal(self, signum):
         self.workers()  # a master killed now leaves orphans close() must still find
         os.kill(self.pid, signum)
@@ -250,7 +284,7 @@ class Running:
         self.close()
 
 
-class _Background(threading.Thread):
+class Background(threading.Thread):
     """A thread for the length of a ``with`` block, told to stop at its end."""
 
     def __init__(self):
@@ -266,7 +300,7 @@ class _Background(threading.Thread):
         self.join(TIMEOUT)
 
 
-class Load(_Background):
+class Load(Background):
     """Requests in a loop from a thread until stopped, bounded in count and time."""
 
     def __init__(self, running, line=b"ping", max_requests=100_000, max_seconds=60.0,
@@ -292,7 +326,7 @@ class Load(_Background):
             self.latencies.append(time.monotonic() - t0)
 
 
-class Sampler(_Background):
+class Sampler(Background):
     """Counts a master's live workers every few milliseconds; ``most`` is the peak."""
 
     def __init__(self, running, max_seconds=60.0):
