@@ -15,17 +15,16 @@ usage: python benchmarks/faults_bench.py [--seconds 20] [--cases kill hup upgrad
 Needs wrk; gunicorn comes from a throwaway venv (see prefork_bench.py).
 """
 
-import argparse
 import os
 import random
 import signal
 import subprocess
 import sys
 import threading
-import time
 
+import _driver as d
 import psutil
-from prefork_bench import HERE, add_common_options, prepare, wait_http, wrk_latency
+from _driver import read_pid, wait_until
 
 WORKERS = 4
 
@@ -35,23 +34,6 @@ def children(pid):
         return psutil.Process(pid).children()
     except psutil.NoSuchProcess:
         return []
-
-
-def read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def wait_until(predicate, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class Injector(threading.Thread):
@@ -72,16 +54,18 @@ def run_case(name, command, port, pidfile, seconds, every, step, env):
     for path in (pidfile, pidfile + ".oldbin"):
         if os.path.exists(path):
             os.unlink(path)
-    proc = subprocess.Popen(command, start_new_session=True, env=env, cwd=HERE,
-                            stdout=subprocess.DEVNULL, stderr=open(f"/tmp/faults-{name}.log", "w"))
+    log_path = d.scratch(f"{name}.log")
+    log = open(log_path, "w")
+    proc = subprocess.Popen(command, start_new_session=True, env=env, cwd=d.SERVERS,
+                            stdout=subprocess.DEVNULL, stderr=log)
     try:
-        if not wait_http(port) or not wait_until(lambda: read_pid(pidfile), 10):
-            raise SystemExit(f"faults_bench: error: {name} did not start; see "
-                             f"/tmp/faults-{name}.log")
+        if not d.wait_http(port) or not wait_until(lambda: read_pid(pidfile), 10):
+            raise SystemExit(f"faults_bench: error: {name} did not start:\n"
+                             + open(log_path).read()[-2000:])
         wait_until(lambda: len(children(read_pid(pidfile))) >= WORKERS, 20)
         injector = Injector(every, lambda: step(pidfile))
         injector.start()
-        rps, _, errors = wrk_latency(port, seconds)
+        rps, _, errors = d.wrk_latency(port, seconds)
         injector.stop.set()
         injector.join()
         return rps, errors, injector.count
@@ -92,6 +76,7 @@ def run_case(name, command, port, pidfile, seconds, every, step, env):
             except (ProcessLookupError, PermissionError):
                 pass
         proc.wait()
+        log.close()
 
 
 def kill_random_worker(pidfile):
@@ -123,13 +108,11 @@ def gunicorn_upgrade(pidfile):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=int, default=20)
+    p = d.parser(__doc__, seconds=20)
     p.add_argument("--cases", nargs="+", default=["kill", "hup", "upgrade"],
                    choices=["kill", "hup", "upgrade"])
-    add_common_options(p)
     a = p.parse_args()
-    _, env, gunicorn, gversion = prepare(a, "faults_bench")
+    _, env, gunicorn, gversion = d.prepare(a)
     print(f"{gversion}; Python {sys.version.split()[0]}; {WORKERS} workers; wrk -c8, "
           f"Connection: close, {a.seconds} s per case\n", flush=True)
     random.seed(5)
@@ -139,9 +122,8 @@ def main():
     rows = []
     for case in a.cases:
         every, prefork_step, gunicorn_step = cases[case]
-        for name, port, step in (("prefork", 18460, prefork_step),
-                                 ("gunicorn", 18461, gunicorn_step)):
-            pidfile = f"/tmp/faults-{name}.pid"
+        for name, step in (("prefork", prefork_step), ("gunicorn", gunicorn_step)):
+            port, pidfile = d.free_port(), d.scratch(f"{case}-{name}.pid")
             if name == "prefork":
                 command = [sys.executable, "-m", "prefork", "serve", "--bind",
                            f"127.0.0.1:{port}", "--workers", str(WORKERS), "--pidfile",

@@ -10,7 +10,6 @@ Starts PreforkTCPServer (2 workers, the kit's Raw handler) and:
 usage: python benchmarks/master_bench.py [--kills 20] [--idle-seconds 10] [--kit PATH]
 """
 
-import argparse
 import os
 import signal
 import socket
@@ -19,10 +18,8 @@ import subprocess
 import sys
 import time
 
+import _driver as d
 import psutil
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HERE = os.path.join(ROOT, "benchmarks")
 
 
 def ask(port):
@@ -38,14 +35,13 @@ def workers(master):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = d.parser(__doc__)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--idle-seconds", type=float, default=10.0)
-    p.add_argument("--port", type=int, default=18340)
-    p.add_argument("--kit", default=os.path.join(ROOT, "..", "shared", "bench"))
     a = p.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath(a.kit), HERE, ROOT]))
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "prefork_server.py"),
+    a.port = d.free_port()
+    _, env, _, _ = d.prepare(a, gunicorn=False)
+    proc = subprocess.Popen([sys.executable, os.path.join(d.SERVERS, "prefork_server.py"),
                              str(a.port), "2", "hello:Raw"], env=env, start_new_session=True,
                             stderr=subprocess.DEVNULL)
     try:

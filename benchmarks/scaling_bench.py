@@ -17,16 +17,14 @@ usage: python benchmarks/scaling_bench.py [--rounds 1] [--seconds 3] [--parts ..
 Needs wrk; gunicorn comes from a throwaway venv (see prefork_bench.py).
 """
 
-import argparse
 import os
-import shlex
 import subprocess
 import sys
 import time
 import urllib.request
 
+import _driver as d
 import psutil
-from prefork_bench import HERE, add_common_options, prepare, run_kit, stop_group, wait_http
 
 WORKER_COUNTS = (1, 2, 4, 8, 16)
 CONNECTIONS = (8, 32, 128, 512)
@@ -35,10 +33,10 @@ MEMORY_POOLS = (4, 8)
 
 def uss_of_pool(command, port, workers, env):
     """Start *command*, let each worker serve, return (MiB of the master + workers, count)."""
-    proc = subprocess.Popen(command, shell=True, start_new_session=True, env=env, cwd=HERE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, shell=True, start_new_session=True, env=env,
+                            cwd=d.SERVERS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if not wait_http(port):
+        if not d.wait_http(port):
             raise SystemExit(f"scaling_bench: error: nothing answered on {port}")
         shell = psutil.Process(proc.pid)
         deadline = time.monotonic() + 60
@@ -54,20 +52,16 @@ def uss_of_pool(command, port, workers, env):
         total = sum(p.memory_full_info().uss for p in procs)
         return total / 1024 / 1024, len(procs)
     finally:
-        stop_group(proc)
+        d.stop_group(proc)
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--seconds", type=int, default=3)
+    p = d.parser(__doc__, rounds=1, seconds=3)
     parts = ["workers", "conns", "memory", "adaptive"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
-    add_common_options(p)
     a = p.parse_args()
-    kit, env, gunicorn, gversion = prepare(a, "scaling_bench")
-    py = shlex.quote(sys.executable)
-    server = f"{py} {shlex.quote(os.path.join(HERE, 'prefork_server.py'))}"
+    kit, env, gunicorn, gversion = d.prepare(a)
+    port = d.free_port
     print(f"{gversion}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs\n", flush=True)
 
     def gunicorn_cmd(port, n):
@@ -76,11 +70,11 @@ def main():
     tables = []
     if "workers" in a.parts:
         rows = []
-        for i, n in enumerate(WORKER_COUNTS):
-            port = 18400 + 2 * i
-            r = run_kit(kit, env, a, [(f"prefork{n}", port, f"{server} {port} {n} hello:Raw"),
-                                      (f"gunicorn{n}", port + 1, gunicorn_cmd(port + 1, n))],
-                        extra=["--conns", "32"])
+        for n in WORKER_COUNTS:
+            pp, gp = port(), port()
+            r = d.run_kit(kit, env, a, [(f"prefork{n}", pp, d.prefork_server(pp, n, "hello:Raw")),
+                                        (f"gunicorn{n}", gp, gunicorn_cmd(gp, n))],
+                          extra=["--conns", "32"])
             pf, gu = r[f"prefork{n}"], r[f"gunicorn{n}"]
             rows.append((n, pf[0], pf[1], gu[0], gu[1], pf[0] / gu[0]))
         tables.append(("req/s against worker count (wrk -c32, Connection: close)",
@@ -88,12 +82,12 @@ def main():
 
     if "conns" in a.parts:
         rows = []
-        for i, c in enumerate(CONNECTIONS):
-            port = 18420 + 3 * i
-            r = run_kit(kit, env, a, [
-                ("prefork4", port, f"{server} {port} 4 hello:Raw"),
-                ("gunicorn4", port + 1, gunicorn_cmd(port + 1, 4)),
-                ("threading", port + 2, f"{py} stdlib_server.py threading {port + 2} raw"),
+        for c in CONNECTIONS:
+            pp, gp, tp = port(), port(), port()
+            r = d.run_kit(kit, env, a, [
+                ("prefork4", pp, d.prefork_server(pp, 4, "hello:Raw")),
+                ("gunicorn4", gp, gunicorn_cmd(gp, 4)),
+                ("threading", tp, f"{d.PY} stdlib_server.py threading {tp} raw"),
             ], extra=["--conns", str(c)])
             rows.append((c, *r["prefork4"][:2], *r["gunicorn4"][:2], *r["threading"][:2]))
         tables.append(("req/s against concurrent connections (4 workers; the stdlib's "
@@ -103,26 +97,27 @@ def main():
 
     if "memory" in a.parts:
         rows = []
-        for i, n in enumerate(MEMORY_POOLS):
-            port = 18440 + 4 * i
+        for n in MEMORY_POOLS:
+            ports = [port() for _ in range(4)]
             # Each imports the handler in every worker by default, or once in the
             # master before forking with preload (shared, copy-on-write).
-            mib = [uss_of_pool(f"exec {cmd}", port + k, n, env)[0] for k, cmd in enumerate([
-                f"{server} {port} {n} hello:Hello",
-                f"{server} {port + 1} {n} hello:Hello preload=True",
-                gunicorn_cmd(port + 2, n),
-                gunicorn_cmd(port + 3, n) + " --preload"])]
+            mib = [uss_of_pool(f"exec {cmd}", ports[k], n, env)[0] for k, cmd in enumerate([
+                d.prefork_server(ports[0], n, "hello:Hello"),
+                d.prefork_server(ports[1], n, "hello:Hello", "preload=True"),
+                gunicorn_cmd(ports[2], n),
+                gunicorn_cmd(ports[3], n) + " --preload"])]
             rows.append((n, *(round(m, 1) for m in mib), mib[2] / mib[0], mib[3] / mib[1]))
         tables.append(("USS of master + workers, MiB (after 50 requests per worker)",
                        ("workers", "prefork", "+preload", "gunicorn", "+preload",
                         "gunicorn/prefork", "(preload)"), rows))
 
     if "adaptive" in a.parts:
-        serve = f"{py} -m prefork serve --log-level warning"
-        r = run_kit(kit, env, a, [
-            ("fixed2", 18450, f"{serve} --bind 127.0.0.1:18450 --workers 2 hello:Hello"),
-            ("fixed8", 18451, f"{serve} --bind 127.0.0.1:18451 --workers 8 hello:Hello"),
-            ("adaptive", 18452, f"{serve} --bind 127.0.0.1:18452 --workers 2..8 hello:Hello"),
+        serve = f"{d.PY} -m prefork serve --log-level warning"
+        ports = [port() for _ in range(3)]
+        r = d.run_kit(kit, env, a, [
+            (name, pt, f"{serve} --bind 127.0.0.1:{pt} --workers {workers} hello:Hello")
+            for (name, workers), pt in zip([("fixed2", "2"), ("fixed8", "8"),
+                                            ("adaptive", "2..8")], ports, strict=True)
         ], extra=["--conns", "16", "--path", "/slow"])
         rows = [(name, r[name][0], r[name][1], r[name][2])
                 for name in ("fixed2", "fixed8", "adaptive")]
