@@ -1,5 +1,10 @@
 """The typed errors prefork raises.  Library code raises them; only the CLI turns
-them into a message and an exit status."""
+them into a message and an exit status.  The library raises PreforkError,
+ConfigError, HandlerImportError and BootError (``prefork.__all__``); BindError
+and PidfileError come from the command's sockets and pidfile."""
+
+__all__ = ["PreforkError", "ConfigError", "HandlerImportError", "BootError", "BindError",
+           "PidfileError"]
 
 
 class PreforkError(Exception):
