@@ -282,8 +282,8 @@ class Master:
 
     def _on_worker_message(self, fd):
         pid = next((p for p, ch in self.channels.items() if ch.fileno() == fd), None)
-        if pid is None:
-            self.poller.unregister(fd)
+        if pid is None:  # closed while this turn's events ran (a channel, the control)
+            self._forget(fd)
             return
         self._read_channel(pid)
 
