@@ -17,6 +17,7 @@ given.
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import re
 
@@ -107,6 +108,23 @@ def _mode(value, s):
     return "an octal mode from 000 to 777" if bad else ""
 
 
+def _networks(value, s):
+    if not isinstance(value, str):
+        return "addresses and networks, comma-separated, or *"
+    if value.strip() == "*":
+        return ""
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            return f"addresses and networks, comma-separated, or * (not {part!r})"
+    return ""
+
+
+def _choice(value, s):
+    return "" if value in s.choices else "one of " + ", ".join(s.choices)
+
+
 def _binds(value, s):
     good = isinstance(value, tuple) and all(isinstance(b, str) and b for b in value)
     return "" if good else "a list of addresses"
@@ -135,6 +153,9 @@ KINDS = {k.name: k for k in [
          _binds, "addresses", "ADDR", action="append",
          from_toml=lambda v: (v,) if isinstance(v, str) else tuple(v)
          if isinstance(v, list) else v),
+    Kind("networks", str, _networks, "addresses and networks", "ADDRS"),
+    Kind("choice", str.lower, _choice, "a name", "NAME",
+         from_toml=lambda v: v.lower() if isinstance(v, str) else v),
     Kind("level", str.lower, lambda v, s: "" if v in LEVELS else "one of " + ", ".join(LEVELS),
          "one of " + ", ".join(LEVELS), "LEVEL",
          from_toml=lambda v: v.lower() if isinstance(v, str) else v),
@@ -152,6 +173,7 @@ class Setting:
     help: str
     metavar: str = ""        # for --help; the kind's when empty
     minimum: int = 0
+    choices: tuple = ()      # for a "choice": the names it takes
     pool: bool = False       # a setting of the pool: a PreforkMixIn class attribute too
     source: str = "flag"     # "flag": --flag, TOML key, PREFORK_ variable; "argument":
     #                          the command's argument, a TOML key and a variable;
@@ -183,8 +205,9 @@ class Config:
     """The settings.  Times are seconds; sizes are bytes; 0 means "no limit"."""
 
     handler: str = setting(
-        "spec", "", "what to serve, MODULE:NAME: a request handler class (the command's "
-        "argument, when given, wins)", source="argument", metavar="MODULE:HANDLER")
+        "spec", "", "what to serve, MODULE:NAME: a request handler class, or a WSGI "
+        "application (MODULE:factory() calls a factory for it); the command's argument, "
+        "when given, wins", source="argument", metavar="MODULE:NAME")
     bind: tuple = setting(
         "binds", (), "address to serve, repeatable: HOST:PORT, [::1]:PORT, unix:PATH, "
         "unix:@NAME, udp://HOST:PORT, unixgram:PATH, fd://N (default: the sockets systemd "
@@ -235,6 +258,27 @@ class Config:
         "str", "", "group of Unix sockets the master creates", metavar="GROUP")
     name: str = setting(
         "str", "", "name shown in process titles and logs", metavar="NAME", pool=True)
+    max_request_line: int = setting(
+        "int", 8190, "HTTP: the longest request target (414 past it)", minimum=1)
+    max_headers: int = setting(
+        "int", 100, "HTTP: the most header fields in a request (431 past it)", minimum=1)
+    max_header_size: int = setting(
+        "int", 8190, "HTTP: the longest header field, name and value (431 past it)", minimum=1)
+    max_body_size: int = setting(
+        "size", 0, "HTTP: the largest request body (413 past it; e.g. 10M; 0: no limit)")
+    header_timeout: float = setting(
+        "seconds", 10.0, "HTTP: time a client has to send its request head, and between "
+        "two reads of its body (408 after it)")
+    forwarded_allow_ips: str = setting(
+        "networks", "127.0.0.1,::1", "HTTP: proxies whose X-Forwarded-For, "
+        "X-Forwarded-Proto and Forwarded headers are believed (comma-separated "
+        "addresses or networks, * for any; peers on a Unix socket always)")
+    access_log: str = setting(
+        "str", "", "HTTP: write an access log line per request here (- for standard "
+        "output)", metavar="PATH|-")
+    access_log_format: str = setting(
+        "choice", "combined", "HTTP: common, combined or json", choices=(
+            "common", "combined", "json"))
     log_level: str = setting("level", "info", "debug, info, warning or error")
     error_log: str = setting(
         "str", "", "log to this file instead of standard error", metavar="PATH")

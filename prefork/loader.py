@@ -1,13 +1,15 @@
-"""Import a request handler (or any object) named ``module:attribute``, and the
-standard-library modules handlers share with the master."""
+"""Import what ``module:attribute`` names (``module:factory()`` calls a factory) and
+make a request handler class of it: a socketserver handler class as it is, a WSGI
+application through prefork.wsgi; and the standard-library modules handlers share
+with the master."""
 
 import importlib
 import sys
 
 from .errors import HandlerImportError
 
-__all__ = ["import_object", "is_spec", "check_handler", "check_spec", "import_shared_stdlib",
-           "SHARED_STDLIB"]
+__all__ = ["import_object", "is_spec", "check_spec", "load_handler", "as_handler", "describe",
+           "import_shared_stdlib", "SHARED_STDLIB"]
 
 
 def is_spec(value):
@@ -24,12 +26,16 @@ def check_spec(spec, what="handler"):
 
 
 def import_object(spec, what="handler"):
-    """Import ``module:attribute`` (the attribute may be dotted) and return the object.
+    """Import ``module:attribute`` (the attribute may be dotted) and return the object;
+    ``module:factory()`` calls the factory and returns what it gives.
 
     The current directory comes first on sys.path, as ``python -m`` would have it.
     A failure of any kind raises HandlerImportError naming the path and the cause.
     """
     module_name, attr = check_spec(spec, what)
+    factory = attr.endswith("()")
+    if factory:
+        attr = attr[:-2]
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
     try:
@@ -43,28 +49,60 @@ def import_object(spec, what="handler"):
         except AttributeError:
             raise HandlerImportError(
                 f"module {module_name!r} has no attribute {attr!r}") from None
+    if factory:
+        if not callable(obj):
+            raise HandlerImportError(f"{spec}: {attr} is not callable, so not a factory")
+        try:
+            obj = obj()
+        except Exception as e:
+            raise HandlerImportError(
+                f"{spec}: the factory raised {type(e).__name__}: {e}") from e
     return obj
 
 
-def check_handler(obj, spec):
-    """Return *obj* if a server can call it as a request handler, else raise.
+def load_handler(spec, settings=None):
+    """Import what *spec* names and make a request handler class of it: a handler
+    class as it is, a WSGI application through prefork.wsgi with *settings* (an
+    object with the HTTP settings as attributes, a Config for instance)."""
+    return as_handler(import_object(spec), spec, settings)
 
-    A handler is called with (request, client_address, server), as socketserver
-    calls RequestHandlerClass; a class whose constructor takes those will do.
+
+def as_handler(obj, spec, settings=None):
+    """*obj* as a request handler class, or HandlerImportError saying why it is none.
+
+    A class is a socketserver request handler: it is called with (request,
+    client_address, server).  Any other callable is a WSGI application, called
+    with (environ, start_response), and is served by prefork.wsgi's handler.
     """
     import inspect
+    if isinstance(obj, type):
+        try:
+            inspect.signature(obj).bind(None, None, None)
+        except TypeError:
+            raise HandlerImportError(f"{spec} is a class that cannot be called as "
+                                     "handler(request, client_address, server); give a "
+                                     "request handler class or a WSGI application") from None
+        except ValueError:
+            pass  # no signature to inspect (a builtin): let it be tried
+        return obj
     if not callable(obj):
         raise HandlerImportError(f"{spec} is {type(obj).__name__!s} {obj!r:.60}, not a request "
-                                 "handler class (e.g. a socketserver.BaseRequestHandler "
-                                 "subclass)")
+                                 "handler class or a WSGI application")
     try:
-        inspect.signature(obj).bind(None, None, None)
+        inspect.signature(obj).bind(None, None)
     except TypeError:
-        raise HandlerImportError(f"{spec} cannot be called as handler(request, client_address, "
-                                 "server); give a request handler class") from None
+        raise HandlerImportError(f"{spec} cannot be called as application(environ, "
+                                 "start_response): not a WSGI application") from None
     except ValueError:
-        pass  # no signature to inspect (a builtin): let it be tried
-    return obj
+        pass
+    from . import wsgi  # the HTTP front end, loaded only for an application
+    return wsgi.handler_for(obj, settings)
+
+
+def describe(handler):
+    """What kind of thing a loaded handler serves, for `prefork check`."""
+    app = getattr(handler, "application", None)
+    return "a WSGI application" if app is not None else "a request handler class"
 
 
 # Standard-library modules that HTTP handlers (http.server, wsgiref, xmlrpc.server)

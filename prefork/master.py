@@ -389,7 +389,7 @@ class Master:
         name = f" [{cfg.name}]" if cfg.name else ""
         plan = WorkerPlan(
             info=info, slot=slot, control=theirs, max_requests=spawn.max_requests,
-            servers=(self.server, *self.deployment.servers),
+            servers=(self.server, *self.deployment.servers), settings=cfg,
             beat_interval=cfg.timeout / 4 if cfg.timeout else 0,
             close_fds=self._master_fds() + [mine.fileno()],
             title=f"prefork: worker {spawn.slot} gen {spawn.generation}{name}")

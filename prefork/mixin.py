@@ -18,7 +18,7 @@ import core
 from .config import SETTINGS, Config
 from .deployment import Ending
 from .errors import ConfigError
-from .loader import import_object, is_spec
+from .loader import is_spec, load_handler
 from .master import Master
 
 __all__ = ["PreforkMixIn", "PreforkTCPServer", "PreforkUDPServer",
@@ -74,7 +74,7 @@ class PreforkMixIn:
         attributes), until it stops; return how it ended (an Ending)."""
         cfg = cfg or self.prefork_config()
         if cfg.preload and is_spec(self.RequestHandlerClass):
-            self.RequestHandlerClass = import_object(self.RequestHandlerClass)
+            self.RequestHandlerClass = load_handler(self.RequestHandlerClass, cfg)
         self._check_composition()
         if self._stop_before_start:  # shutdown() came first: nothing to run
             self._stop_before_start = False

@@ -24,7 +24,7 @@ import traceback
 
 from . import logs
 from .errors import HandlerImportError
-from .loader import check_handler, import_object, is_spec
+from .loader import is_spec, load_handler
 from .policy import EXIT_BOOT_FAILED, EXIT_IMPORT_FAILED, STACK_SIGNAL
 from .scoreboard import BUSY, IDLE, STOPPING, Slot
 from .signals import SignalInbox
@@ -63,6 +63,7 @@ class WorkerPlan:
     slot: Slot
     control: object          # this worker's end of its socket pair with the master
     servers: tuple           # the server, then one more per further listening socket
+    settings: object         # the pool's Config: what a handler loaded here may read
     max_requests: int        # 0: no limit
     beat_interval: float     # seconds between heartbeats while idle; 0: none
     close_fds: list          # the master's descriptors, closed first thing
@@ -187,7 +188,7 @@ def _boot(server, plan):
     try:
         handler = server.RequestHandlerClass
         if is_spec(handler):
-            resolved = check_handler(import_object(handler), handler)
+            resolved = load_handler(handler, plan.settings)
             for srv in plan.servers:
                 if srv.RequestHandlerClass == handler:
                     srv.RequestHandlerClass = resolved

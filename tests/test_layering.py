@@ -19,8 +19,8 @@ PURE = {
                           ".errors"},
     "prefork/actions.py": {"dataclasses"},
     "prefork/adaptive.py": set(),
-    "prefork/config.py": {"dataclasses", "difflib", "math", "re", "tomllib", "tomli",
-                          ".errors"},
+    "prefork/config.py": {"dataclasses", "difflib", "ipaddress", "math", "re", "tomllib",
+                          "tomli", ".errors"},
 }
 
 

@@ -8,17 +8,19 @@ import select
 import signal
 
 from ..errors import BootError, HandlerImportError
-from ..loader import check_handler, import_object
+from ..loader import describe, load_handler
 
 __all__ = ["import_in_child", "IMPORT_HINT"]
 
 IMPORT_HINT = "check MODULE:HANDLER and that the module imports from the current directory"
 
 
-def import_in_child(spec, timeout, close_fds=()):
-    """Import *spec* in a child process and report why not; an import still running
-    after *timeout* seconds (boot_timeout) fails too.  The child first closes
-    *close_fds* (descriptors it must not hold: the pipe to an old master)."""
+def import_in_child(spec, settings, timeout, close_fds=()):
+    """Import *spec* in a child process and make a handler of it with *settings*, as
+    a worker would; return what it is (describe()), or raise why not.  An import
+    still running after *timeout* seconds (boot_timeout) fails too.  The child
+    first closes *close_fds* (descriptors it must not hold: the pipe to an old
+    master)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -26,7 +28,7 @@ def import_in_child(spec, timeout, close_fds=()):
         try:
             for fd in (read_end, *close_fds):
                 os.close(fd)
-            check_handler(import_object(spec), spec)
+            os.write(write_end, b"ok " + describe(load_handler(spec, settings)).encode())
         except BaseException as e:
             os.write(write_end, str(e).encode()[:4000] or type(e).__name__.encode())
             status = 1
@@ -53,6 +55,7 @@ def import_in_child(spec, timeout, close_fds=()):
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise HandlerImportError(f"{reason}; {IMPORT_HINT}")
+    return reason[len("ok "):]
 
 
 def _exit_on_term(signum, frame):

@@ -16,7 +16,7 @@ import sys
 from .. import config as config_mod
 from ..deployment import Deployment, Ending
 from ..errors import ConfigError, HandlerImportError
-from ..loader import check_handler, import_object
+from ..loader import import_object, load_handler
 from ..mixin import PreforkMixIn, PreforkTCPServer, PreforkUDPServer
 from . import listeners as listeners_mod
 from . import process
@@ -73,10 +73,10 @@ def cmd_check(args):
         listeners_mod.parse_bind(b)
     if args.server:
         server_class(args.server, socket.SOCK_STREAM)
-    import_in_child(cfg.handler, cfg.boot_timeout)
+    what = import_in_child(cfg.handler, cfg, cfg.boot_timeout)
     binds = ", ".join(cfg.bind) or "systemd's sockets, else " + listeners_mod.DEFAULT_BIND
     print(f"ok: {cfg.handler} imports; {cfg.workers} workers (max {cfg.max_workers}); "
-          f"bind {binds}")
+          f"bind {binds}; serving {what}")
     return 0
 
 
@@ -124,11 +124,11 @@ class Service:
                               "background itself; drop --daemon (Type=notify)")
         handler = cfg.handler
         if cfg.preload:
-            handler = check_handler(import_object(handler), handler)
+            handler = load_handler(handler, cfg)
         else:
             # Workers import the handler after fork; a path that cannot import is bad
             # input, so it is found here first, in a child, with one clear line.
-            import_in_child(handler, cfg.boot_timeout, [old.fileno()] if old else [])
+            import_in_child(handler, cfg, cfg.boot_timeout, [old.fileno()] if old else [])
         if cfg.umask is not None:
             os.umask(cfg.umask)  # before any file is made: the log, the pidfile, sockets
         stream = self._logging()

@@ -1,0 +1,136 @@
+"""The PEP 3333 environ of a request, and whom to believe about the client.
+
+Header fields become ``HTTP_*`` keys (``Content-Type`` and ``Content-Length``
+their own); a field sent twice is joined with ", " (a Cookie with "; "); a field
+whose name has an underscore is dropped, since ``X_Forwarded_For`` and
+``X-Forwarded-For`` would both be ``HTTP_X_FORWARDED_FOR``.  ``PATH_INFO`` is the
+percent-decoded path, as a latin-1 string.
+
+A proxy in *forwarded_allow_ips* (by default loopback, and any peer on a Unix
+socket: nginx on the same host) is believed about the client: ``Forwarded`` or
+``X-Forwarded-For`` give REMOTE_ADDR (the address nearest to the proxies that is
+not one of them), and ``X-Forwarded-Proto`` or ``Forwarded``'s ``proto`` give
+``wsgi.url_scheme``.  Anyone else's are passed to the application as headers and
+change nothing.
+"""
+
+import ipaddress
+import sys
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from .errors import HTTPError
+from .filewrapper import FileWrapper
+
+__all__ = ["base_environ", "build", "Trusted"]
+
+
+def base_environ(server):
+    """What every request's environ on *server* starts from."""
+    address = server.server_address
+    if isinstance(address, tuple):
+        name, port = str(address[0]), str(address[1])
+    else:  # a Unix socket: the Host header says more (build() puts it in)
+        name, port = "localhost", "80"
+    return {"wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
+            "wsgi.input_terminated": True, "wsgi.file_wrapper": FileWrapper,
+            "SERVER_NAME": name, "SERVER_PORT": port, "SCRIPT_NAME": ""}
+
+
+class Trusted:
+    """The proxies whose forwarding headers are believed: a comma-separated list of
+    addresses and networks, "*" for any peer, "" for none; Unix-socket peers always."""
+
+    def __init__(self, spec):
+        self.anyone = spec.strip() == "*"
+        self.networks = [] if self.anyone else [
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in spec.split(",") if part.strip()]
+
+    def __contains__(self, address):
+        if self.anyone or not address:  # "" is a Unix-socket peer
+            return True
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+
+def build(request, base, client, trusted):
+    """The environ for *request* (a request.Request) from a client at *client* (the
+    socket's peer: (host, port), or "" on a Unix socket)."""
+    try:
+        url = httptools.parse_url(request.url)
+    except httptools.HttpParserInvalidURLError:
+        raise HTTPError(400, f"request target {request.url[:100]!r}") from None
+    path = url.path or b"/"
+    env = dict(base)
+    env["REQUEST_METHOD"] = request.method
+    env["SERVER_PROTOCOL"] = "HTTP/" + request.version
+    env["RAW_URI"] = request.url.decode("latin-1")
+    env["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+    env["QUERY_STRING"] = url.query.decode("latin-1") if url.query else ""
+    if client:
+        env["REMOTE_ADDR"], env["REMOTE_PORT"] = str(client[0]), str(client[1])
+    else:
+        env["REMOTE_ADDR"] = ""
+    for name, value in request.headers:
+        key = name.decode("latin-1").upper()
+        if "_" in key:
+            continue
+        key = key.replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        value = value.decode("latin-1").strip()
+        if key in env:
+            value = env[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
+        env[key] = value
+    if not client and "HTTP_HOST" in env:  # on a Unix socket, the name asked for
+        host = env["HTTP_HOST"]
+        if host.startswith("["):  # [v6]:port
+            name, _, rest = host[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, _, port = host.partition(":")
+        env["SERVER_NAME"] = name
+        if port.isdigit():
+            env["SERVER_PORT"] = port
+    if (client[0] if client else "") in trusted:
+        _forwarded(env, trusted)
+    return env
+
+
+def _forwarded(env, trusted):
+    """Believe the proxy: the client's address and the scheme it used."""
+    hops, proto = [], None
+    if "HTTP_FORWARDED" in env:
+        for element in env["HTTP_FORWARDED"].split(","):
+            for pair in element.split(";"):
+                key, _, value = pair.strip().partition("=")
+                value = value.strip().strip('"')
+                if key.lower() == "for":
+                    hops.append(_host_of(value))
+                elif key.lower() == "proto":
+                    proto = value.lower()
+    elif "HTTP_X_FORWARDED_FOR" in env:
+        hops = [h.strip() for h in env["HTTP_X_FORWARDED_FOR"].split(",") if h.strip()]
+    if "HTTP_X_FORWARDED_PROTO" in env and proto is None:
+        proto = env["HTTP_X_FORWARDED_PROTO"].split(",")[0].strip().lower()
+    if hops:
+        # The nearest hop that is not a trusted proxy is the client; all of them
+        # trusted: the farthest.
+        client = next((h for h in reversed(hops) if h not in trusted), hops[0])
+        env["REMOTE_ADDR"] = client
+        env.pop("REMOTE_PORT", None)
+    if proto in ("http", "https"):
+        env["wsgi.url_scheme"] = proto
+
+
+def _host_of(node):
+    """A Forwarded ``for`` node without its port: 192.0.2.1:80 -> 192.0.2.1, [::1]:80 -> ::1."""
+    if node.startswith("["):
+        return node[1:].split("]", 1)[0]
+    return node.rsplit(":", 1)[0] if node.count(":") == 1 else node

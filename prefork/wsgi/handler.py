@@ -1,0 +1,135 @@
+"""The WSGI front end as a socketserver request handler: one HTTP request a
+connection, read, handed to the application, answered, logged.
+
+It is a BaseRequestHandler of ``core``: any server of the socketserver API runs
+it, the pre-forked ones included, and neither the master nor the worker loop
+knows it is HTTP.  What it owes the server: an exception in the application goes
+to ``server.handle_error()`` and never ends the worker; and, on a server that
+offers ``note_request()`` (a pre-forked one), the request line is noted for the
+time it runs, so the master can say what a worker it kills for silence was doing.
+"""
+
+import time
+
+import core
+
+from . import environ as environ_mod
+from .accesslog import AccessLog
+from .body import ClientGone, Input
+from .errors import REASONS, HTTPError
+from .request import read_request
+from .response import Response, http_date
+
+__all__ = ["WSGIRequestHandler", "handler_for", "SETTINGS"]
+
+# The settings a handler takes (names shared with prefork's Config), and their defaults.
+SETTINGS = {"max_request_line": 8190, "max_headers": 100, "max_header_size": 8190,
+            "max_body_size": 0, "header_timeout": 10.0,
+            "forwarded_allow_ips": "127.0.0.1,::1", "access_log": "",
+            "access_log_format": "combined"}
+
+
+class WSGIRequestHandler(core.BaseRequestHandler):
+    """Serves ``application`` (set by handler_for()) over one connection."""
+
+    application = None
+    max_request_line = SETTINGS["max_request_line"]
+    max_headers = SETTINGS["max_headers"]
+    max_header_size = SETTINGS["max_header_size"]
+    max_body_size = SETTINGS["max_body_size"]
+    header_timeout = SETTINGS["header_timeout"]
+    trusted = environ_mod.Trusted(SETTINGS["forwarded_allow_ips"])
+    access = None           # an AccessLog, or None
+    _bases = {}             # id(server) -> its base environ
+
+    def handle(self):
+        sock = self.request
+        started = time.monotonic()
+        try:
+            req = read_request(sock, self)
+        except HTTPError as e:
+            self._refuse(e, None, started)
+            return
+        except OSError:
+            return  # the client went away
+        if req is None:
+            return
+        note = getattr(self.server, "note_request", None)
+        if note is not None:
+            note(f"{req.method} {req.url[:200].decode('latin-1')} HTTP/{req.version}")
+        response = Response(sock, req.method, req.version)
+        env = body = None
+        try:
+            env = environ_mod.build(req, self._base(), self.client_address, self.trusted)
+            body = env["wsgi.input"] = Input(req, self.header_timeout)
+            result = self.application(env, response.start_response)
+            try:
+                response.send(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except ClientGone:
+            pass  # nothing more can be told to a client that has left
+        except HTTPError as e:  # while the application read the body: too large, too slow
+            if not response.sent_head:
+                self._refuse(e, env, started)
+                return
+        except Exception:
+            self.server.handle_error(sock, self.client_address)
+            if not response.sent_head:
+                self._refuse(HTTPError(500, "the application raised"), env, started)
+                return
+        finally:
+            if note is not None:
+                note("")
+        if body is not None and not req.done:
+            body.drain()
+        if self.access is not None:
+            self.access.log(env, response.code, response.sent_body,
+                            time.monotonic() - started)
+
+    def _base(self):
+        base = self._bases.get(id(self.server))
+        if base is None:
+            base = self._bases[id(self.server)] = environ_mod.base_environ(self.server)
+        return base
+
+    def _refuse(self, error, env, started):
+        """Answer *error* (an HTTPError) and let the connection close."""
+        reason = REASONS[error.status]
+        body = f"{error.status} {reason}\n".encode()
+        try:
+            self.request.sendall(
+                f"HTTP/1.1 {error.status} {reason}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\nDate: {http_date()}\r\n"
+                "Connection: close\r\n\r\n".encode() + body)
+        except OSError:
+            pass
+        if self.access is not None:
+            self.access.log(env, error.status, len(body), time.monotonic() - started)
+
+
+def handler_for(application, settings=None, **more):
+    """A request handler class that serves the WSGI *application*, for any server of
+    the socketserver API (``PreforkTCPServer(address, handler_for(app))``).
+
+    *settings* is an object with the handler's settings as attributes (a prefork
+    Config will do), and *more* sets them by name: max_request_line, max_headers,
+    max_header_size, max_body_size, header_timeout, forwarded_allow_ips,
+    access_log ("-" or a path) and access_log_format (common, combined, json)."""
+    values = {name: getattr(settings, name, default) for name, default in SETTINGS.items()}
+    unknown = set(more) - set(SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown handler settings: {', '.join(sorted(unknown))}")
+    values.update(more)
+    attrs = {name: values[name] for name in ("max_request_line", "max_headers",
+                                             "max_header_size", "max_body_size",
+                                             "header_timeout")}
+    attrs["application"] = staticmethod(application)
+    attrs["trusted"] = environ_mod.Trusted(values["forwarded_allow_ips"])
+    attrs["access"] = AccessLog(values["access_log"], values["access_log_format"]) \
+        if values["access_log"] else None
+    attrs["_bases"] = {}
+    name = getattr(application, "__name__", type(application).__name__)
+    return type(f"WSGIHandler[{name}]", (WSGIRequestHandler,), attrs)

@@ -1,0 +1,204 @@
+"""Sending a WSGI application's response (PEP 3333), framed as HTTP/1.1 says.
+
+* The status and headers are kept until the first byte of body (or the end), and
+  go out with it in one send.  ``start_response`` may be called again with
+  ``exc_info`` until then; after, it re-raises the exception.
+* An application's Content-Length is honoured: bytes past it are dropped, and a
+  body that falls short is marked, so the connection is closed rather than left
+  to run into another response.  Without it, a body given all at once (a list or
+  tuple) gets its Content-Length; any other is sent chunked to an HTTP/1.1 client
+  and delimited by the connection's end to an HTTP/1.0 one.
+* HEAD, 1xx, 204 and 304 answers carry no body.
+* A ``wsgi.file_wrapper`` over a real file is sent with sendfile(2).
+* ``Connection: close`` for now: keep-alive is decided elsewhere.
+"""
+
+import os
+import time
+
+from .body import ClientGone
+from .filewrapper import FileWrapper
+
+__all__ = ["Response", "http_date"]
+
+HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate",
+                        "proxy-authorization", "te", "trailer", "trailers",
+                        "transfer-encoding", "upgrade"))
+_date = [0, ""]
+
+
+def http_date(now=None):
+    """The Date header's value, made at most once a second."""
+    now = int(time.time() if now is None else now)
+    if now != _date[0]:
+        _date[:] = [now, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))]
+    return _date[1]
+
+
+class Response:
+    """One response on *sock*, to a request of *method* over HTTP/*version*."""
+
+    __slots__ = ("sock", "method", "version", "status", "code", "headers", "length",
+                 "sent_head", "sent_body", "chunked", "bodyless", "short")
+
+    def __init__(self, sock, method, version):
+        self.sock = sock
+        self.method = method
+        self.version = version
+        self.status = None       # "200 OK", once start_response was called
+        self.code = 0
+        self.headers = None
+        self.length = None       # the application's Content-Length, if it gave one
+        self.sent_head = False
+        self.sent_body = 0
+        self.chunked = False
+        self.bodyless = False
+        self.short = False       # fewer body bytes than Content-Length said
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.sent_head:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no cycle through the traceback
+        elif self.status is not None:
+            raise RuntimeError("start_response() called a second time without exc_info")
+        self.status, self.headers, self.length = _check(status, headers)
+        self.code = int(status[:3])
+        return self.write
+
+    def write(self, data):
+        """The write() callable of PEP 3333, and the path of every body chunk."""
+        if self.status is None:
+            raise RuntimeError("write() before start_response()")
+        if not self.sent_head:
+            self._send_head(data, final=False)
+            return
+        self._send_body(data)
+
+    def send(self, result):
+        """Send the iterable *result* the application returned, then end the body."""
+        if isinstance(result, FileWrapper) and result.fileno() is not None:
+            self._require_started()
+            self._sendfile(result)
+        elif isinstance(result, (list, tuple)) and len(result) <= 1 and not self.sent_head:
+            self._require_started()
+            self._send_head(result[0] if result else b"", final=True)  # one send, a length
+        else:
+            for data in result:  # once: an iterable may not be iterable twice
+                if data:
+                    self.write(data)
+        self.finish()
+
+    def finish(self):
+        """End the body: the head if still unsent, the last chunk, the count."""
+        self._require_started()
+        if not self.sent_head:
+            self._send_head(b"", final=True)
+        elif self.chunked:
+            self._out(b"0\r\n\r\n")
+        if self.length is not None and self.sent_body < self.length and not self.bodyless:
+            self.short = True
+
+    # -- the wire -------------------------------------------------------------------
+
+    def _out(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError as e:  # reset, closed, or too slow to take it (a send timeout)
+            raise ClientGone(f"sending the response: {e}") from None
+
+    def _require_started(self):
+        if self.status is None:
+            raise RuntimeError("the application returned without calling start_response()")
+
+    def _send_head(self, data, final):
+        code = self.code
+        self.bodyless = self.method == "HEAD" or code < 200 or code in (204, 304)
+        lines = [f"HTTP/1.1 {self.status}\r\n"]
+        lines += [f"{name}: {value}\r\n" for name, value in self.headers]
+        if not self.bodyless and self.length is None:
+            if final:
+                lines.append(f"Content-Length: {len(data)}\r\n")
+                self.length = len(data)
+            elif self.version == "1.1":
+                lines.append("Transfer-Encoding: chunked\r\n")
+                self.chunked = True
+        lines.append(f"Date: {http_date()}\r\nConnection: close\r\n\r\n")
+        head = "".join(lines).encode("latin-1")
+        self.sent_head = True
+        if self.bodyless or not data:
+            self._out(head)
+            return
+        data = self._clip(data)
+        self.sent_body += len(data)
+        if self.chunked:
+            self._out(b"%b%x\r\n%b\r\n" % (head, len(data), data))
+        else:
+            self._out(head + data)
+
+    def _send_body(self, data):
+        if self.bodyless or not data:
+            return
+        data = self._clip(data)
+        if not data:
+            return
+        self.sent_body += len(data)
+        if self.chunked:
+            self._out(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self._out(data)
+
+    def _clip(self, data):
+        if not isinstance(data, bytes):
+            raise TypeError(f"the application gave {type(data).__name__}, not bytes")
+        if self.length is not None and self.sent_body + len(data) > self.length:
+            return data[:max(0, self.length - self.sent_body)]  # never past Content-Length
+        return data
+
+    def _sendfile(self, wrapper):
+        """A file, from its current position, by sendfile(2)."""
+        fd = wrapper.fileno()
+        start = wrapper.position()
+        size = os.fstat(fd).st_size - start
+        if self.length is not None:
+            size = min(size, self.length)
+        if not self.sent_head:
+            if self.length is None and self.method != "HEAD":
+                self.length = size  # a file's size is known: no chunking
+                self.headers = [*self.headers, ("Content-Length", str(size))]
+            self._send_head(b"", final=False)
+        if self.bodyless:
+            return
+        if self.chunked:  # write() came first without a length: the file as one chunk
+            self._out(b"%x\r\n" % size)
+        try:
+            sent = self.sock.sendfile(wrapper.filelike, start, size) if size else 0
+        except OSError as e:
+            raise ClientGone(f"sending the file: {e}") from None
+        self.sent_body += sent
+        if self.chunked:
+            self._out(b"\r\n")
+
+
+def _check(status, headers):
+    """The status and headers as PEP 3333 wants them; (status, headers, length)."""
+    if type(status) is not str or len(status) < 4 or not status[:3].isdigit() \
+            or status[3] != " " or "\r" in status or "\n" in status:
+        raise ValueError(f"bad status {status!r}: a str such as '200 OK'")
+    length = None
+    for item in headers:
+        try:
+            name, value = item
+        except (TypeError, ValueError):
+            raise ValueError(f"bad header {item!r}: a (name, value) tuple of str") from None
+        if type(name) is not str or type(value) is not str or not name or \
+                "\r" in value or "\n" in value or ":" in name or " " in name:
+            raise ValueError(f"bad header {item!r}")
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP:
+            raise ValueError(f"hop-by-hop header {name!r} from the application")
+        if lowered == "content-length":
+            length = int(value)
+    return status, headers, length
