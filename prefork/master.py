@@ -332,6 +332,8 @@ class Master:
             elif isinstance(act, policy.Retire):
                 self._send(act.pid, b"Q")
             elif isinstance(act, policy.SendSignal):
+                if act.signum == policy.STACK_SIGNAL:
+                    self._say_what_it_serves(act.pid)
                 _signal(act.pid, act.signum)
             elif isinstance(act, policy.Log):
                 getattr(log, act.level)("%s", act.message)
@@ -372,6 +374,13 @@ class Master:
             # say so); the command renames the control socket and writes the pidfile.
             self.notifier.send(MAINPID=os.getpid(), READY=1, STATUS=status)
             self.deployment.takeover()
+
+    def _say_what_it_serves(self, pid):
+        """A worker is about to be dumped and killed: log the request it noted."""
+        w = self.pool.workers.get(pid)
+        note = self.board[w.slot].note if w is not None else ""
+        if note:
+            log.error("worker %d was serving: %s", pid, note)
 
     def _spawn(self, spawn):
         info = WorkerInfo(spawn.slot, spawn.generation)

@@ -44,6 +44,7 @@ class PreforkMixIn:
 
     _master = None
     _stop_before_start = False
+    _note = None  # in a worker: where note_request() writes (its scoreboard slot)
 
     @classmethod
     def over_socket(cls, sock, RequestHandlerClass):
@@ -101,6 +102,13 @@ class PreforkMixIn:
         super().service_actions()
         if self._master is not None:
             self._master.service_actions()
+
+    def note_request(self, text):
+        """Say what the request being served is ("" once it is done), in a worker: if
+        the master kills the worker for silence (``timeout``), it logs this line.  A
+        handler may call it; the WSGI front end does, with the request line."""
+        if self._note is not None:
+            self._note(text)
 
     # -- hooks ------------------------------------------------------------------------
 

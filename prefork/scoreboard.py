@@ -128,8 +128,11 @@ class Slot:
         self._served += 1
 
     def set_note(self, text):
-        data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1]
-        self._views.raw[self._base + _NOTE:self._base + SLOT_SIZE] = data.ljust(NOTE_SIZE, b"\0")
+        """One line (cut to fit), read up to its NUL: only its own bytes are written,
+        so noting each request costs little."""
+        data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1] + b"\0"
+        start = self._base + _NOTE
+        self._views.raw[start:start + len(data)] = data
 
 
 class Scoreboard:

@@ -101,6 +101,8 @@ def _live(server, plan):
     if failed:
         return failed
     servers = plan.servers
+    for srv in servers:
+        srv._note = slot.set_note  # for note_request(): this worker's slot
     by_fd = {srv.socket.fileno(): srv for srv in servers}
     ep = select.epoll()
     try:

@@ -48,16 +48,15 @@ class AccessLog:
         cls._opened[target] = logger
         return logger
 
-    def log(self, environ, status, size, duration):
-        """One request: its environ (or None when refused before one was made), the
-        status sent, the body bytes sent, the seconds it took."""
-        env = environ or {}
+    def log(self, remote, request, status, size, duration, env=None):
+        """One request: the client's address, the request line ("-" when it was not
+        read), the status sent, the body bytes sent, the seconds it took, and the
+        environ when one was made (the combined and JSON formats show two headers)."""
+        env = env or {}
         now = time.time()
-        request = f"{env.get('REQUEST_METHOD', '-')} {env.get('RAW_URI', '-')} " \
-                  f"{env.get('SERVER_PROTOCOL', '-')}" if environ else "-"
         if self.fmt == "json":
             line = json.dumps({
-                "remote": env.get("REMOTE_ADDR", ""), "time": time.strftime(
+                "remote": remote, "time": time.strftime(
                     "%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
                 "request": request, "status": status, "bytes": size,
                 "referer": env.get("HTTP_REFERER", ""),
@@ -65,10 +64,20 @@ class AccessLog:
                 "duration": round(duration, 6)})
         else:
             stamp = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
-            line = (f"{escape(env.get('REMOTE_ADDR') or '-')} - - [{stamp}] "
+            line = (f"{escape(remote or '-')} - - [{stamp}] "
                     f"\"{escape(request)}\" {status} {size or '-'}")
             if self.fmt == "combined":
                 line += (f" \"{escape(env.get('HTTP_REFERER', '-'))}\" "
                          f"\"{escape(env.get('HTTP_USER_AGENT', '-'))}\"")
             line += f" {duration:.6f}"
         self.logger.info(line)
+
+    def close(self):
+        """Close the log's file (for a server that ends before its process does)."""
+        for target, logger in list(self._opened.items()):
+            if logger is self.logger:
+                del self._opened[target]
+                for handler in logger.handlers[:]:
+                    logger.removeHandler(handler)
+                    if target != "-":
+                        handler.close()

@@ -26,16 +26,19 @@ class Input:
         self._req = request
         self._timeout = timeout
         self._buf = bytearray()
-        self._take()
 
     def _take(self):
         if self._req.body:
             self._buf += b"".join(self._req.body)
             self._req.body.clear()
+            return True
+        return False
 
     def _fill(self):
         """Read more of the body into the buffer; False at its end."""
         req = self._req
+        if self._take():  # what came with the head, or with the last read
+            return True
         if req.done:
             return False
         if req.expect_continue:

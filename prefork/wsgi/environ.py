@@ -1,10 +1,9 @@
 """The PEP 3333 environ of a request, and whom to believe about the client.
 
-Header fields become ``HTTP_*`` keys (``Content-Type`` and ``Content-Length``
-their own); a field sent twice is joined with ", " (a Cookie with "; "); a field
-whose name has an underscore is dropped, since ``X_Forwarded_For`` and
-``X-Forwarded-For`` would both be ``HTTP_X_FORWARDED_FOR``.  ``PATH_INFO`` is the
-percent-decoded path, as a latin-1 string.
+Header fields come as request.py made them: ``HTTP_*`` keys (``Content-Type`` and
+``Content-Length`` their own), a field sent twice joined with ", " (a Cookie with
+"; "), a name with an underscore dropped.  ``PATH_INFO`` is the percent-decoded
+path, as a latin-1 string.
 
 A proxy in *forwarded_allow_ips* (by default loopback, and any peer on a Unix
 socket: nginx on the same host) is believed about the client: ``Forwarded`` or
@@ -45,6 +44,7 @@ class Trusted:
 
     def __init__(self, spec):
         self.anyone = spec.strip() == "*"
+        self._seen = {}
         self.networks = [] if self.anyone else [
             ipaddress.ip_network(part.strip(), strict=False)
             for part in spec.split(",") if part.strip()]
@@ -52,11 +52,16 @@ class Trusted:
     def __contains__(self, address):
         if self.anyone or not address:  # "" is a Unix-socket peer
             return True
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        return any(ip in net for net in self.networks)
+        known = self._seen.get(address)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(address.split("%", 1)[0])
+                known = any(ip in net for net in self.networks)
+            except ValueError:
+                known = False
+            if len(self._seen) < 4096:  # the same few peers, a proxy above all
+                self._seen[address] = known
+        return known
 
 
 def build(request, base, client, trusted):
@@ -71,23 +76,15 @@ def build(request, base, client, trusted):
     env["REQUEST_METHOD"] = request.method
     env["SERVER_PROTOCOL"] = "HTTP/" + request.version
     env["RAW_URI"] = request.url.decode("latin-1")
-    env["PATH_INFO"] = (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
+    # PATH_INFO starts with "/" (PEP 3333's tools insist): OPTIONS * has none.
+    env["PATH_INFO"] = "" if path == b"*" else \
+        (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
     env["QUERY_STRING"] = url.query.decode("latin-1") if url.query else ""
     if client:
-        env["REMOTE_ADDR"], env["REMOTE_PORT"] = str(client[0]), str(client[1])
+        env["REMOTE_ADDR"], env["REMOTE_PORT"] = client[0], str(client[1])
     else:
         env["REMOTE_ADDR"] = ""
-    for name, value in request.headers:
-        key = name.decode("latin-1").upper()
-        if "_" in key:
-            continue
-        key = key.replace("-", "_")
-        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            key = "HTTP_" + key
-        value = value.decode("latin-1").strip()
-        if key in env:
-            value = env[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
-        env[key] = value
+    env.update(request.fields)
     if not client and "HTTP_HOST" in env:  # on a Unix socket, the name asked for
         host = env["HTTP_HOST"]
         if host.startswith("["):  # [v6]:port

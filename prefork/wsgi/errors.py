@@ -14,6 +14,8 @@ class HTTPError(Exception):
     """The request is refused with *status*; *why* goes to the log, never to the
     client (the answer says only the status)."""
 
+    request = None  # the Request it was found in, when there was one
+
     def __init__(self, status, why):
         super().__init__(f"{status} {REASONS[status]}: {why}")
         self.status = status

@@ -10,6 +10,7 @@ time it runs, so the master can say what a worker it kills for silence was doing
 """
 
 import time
+from types import SimpleNamespace
 
 import core
 
@@ -17,7 +18,7 @@ from . import environ as environ_mod
 from .accesslog import AccessLog
 from .body import ClientGone, Input
 from .errors import REASONS, HTTPError
-from .request import read_request
+from .request import Request, read_request, request_class
 from .response import Response, http_date
 
 __all__ = ["WSGIRequestHandler", "handler_for", "SETTINGS"]
@@ -38,6 +39,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
     max_header_size = SETTINGS["max_header_size"]
     max_body_size = SETTINGS["max_body_size"]
     header_timeout = SETTINGS["header_timeout"]
+    request_class = Request
     trusted = environ_mod.Trusted(SETTINGS["forwarded_allow_ips"])
     access = None           # an AccessLog, or None
     _bases = {}             # id(server) -> its base environ
@@ -46,17 +48,18 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         sock = self.request
         started = time.monotonic()
         try:
-            req = read_request(sock, self)
+            req = read_request(sock, self.request_class)
         except HTTPError as e:
-            self._refuse(e, None, started)
+            self._refuse(e, None, started, e.request.line() if e.request else "-")
             return
         except OSError:
             return  # the client went away
         if req is None:
             return
+        line = f"{req.method} {req.url.decode('latin-1')} HTTP/{req.version}"
         note = getattr(self.server, "note_request", None)
         if note is not None:
-            note(f"{req.method} {req.url[:200].decode('latin-1')} HTTP/{req.version}")
+            note(line)
         response = Response(sock, req.method, req.version)
         env = body = None
         try:
@@ -73,12 +76,12 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             pass  # nothing more can be told to a client that has left
         except HTTPError as e:  # while the application read the body: too large, too slow
             if not response.sent_head:
-                self._refuse(e, env, started)
+                self._refuse(e, env, started, line)
                 return
         except Exception:
             self.server.handle_error(sock, self.client_address)
             if not response.sent_head:
-                self._refuse(HTTPError(500, "the application raised"), env, started)
+                self._refuse(HTTPError(500, "the application raised"), env, started, line)
                 return
         finally:
             if note is not None:
@@ -86,8 +89,8 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         if body is not None and not req.done:
             body.drain()
         if self.access is not None:
-            self.access.log(env, response.code, response.sent_body,
-                            time.monotonic() - started)
+            self.access.log(env["REMOTE_ADDR"], line, response.code, response.sent_body,
+                            time.monotonic() - started, env)
 
     def _base(self):
         base = self._bases.get(id(self.server))
@@ -95,8 +98,8 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             base = self._bases[id(self.server)] = environ_mod.base_environ(self.server)
         return base
 
-    def _refuse(self, error, env, started):
-        """Answer *error* (an HTTPError) and let the connection close."""
+    def _refuse(self, error, env, started, line):
+        """Answer *error* (an HTTPError) to the request *line*; the connection closes."""
         reason = REASONS[error.status]
         body = f"{error.status} {reason}\n".encode()
         try:
@@ -107,7 +110,14 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         except OSError:
             pass
         if self.access is not None:
-            self.access.log(env, error.status, len(body), time.monotonic() - started)
+            remote = env["REMOTE_ADDR"] if env else _peer(self.client_address)
+            self.access.log(remote, line, error.status, len(body),
+                            time.monotonic() - started, env)
+
+
+def _peer(address):
+    """A client's address as the log shows it: the host of (host, port), else "-"."""
+    return address[0] if isinstance(address, tuple) and address else "-"
 
 
 def handler_for(application, settings=None, **more):
@@ -127,6 +137,7 @@ def handler_for(application, settings=None, **more):
                                              "max_header_size", "max_body_size",
                                              "header_timeout")}
     attrs["application"] = staticmethod(application)
+    attrs["request_class"] = request_class(SimpleNamespace(**values))
     attrs["trusted"] = environ_mod.Trusted(values["forwarded_allow_ips"])
     attrs["access"] = AccessLog(values["access_log"], values["access_log_format"]) \
         if values["access_log"] else None

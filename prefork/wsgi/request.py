@@ -15,40 +15,52 @@ cannot hold a worker past it.  Body bytes that arrive with the head are kept for
 wsgi.input; the rest is read when the application asks (body.py).
 """
 
+import select
+import socket
 import time
 
 import httptools
 
 from .errors import HTTPError
 
-__all__ = ["Request", "read_request"]
+__all__ = ["Request", "request_class", "read_request"]
 
 RECV = 65536
+MSG_DONTWAIT = socket.MSG_DONTWAIT
 
 
 class Request:
-    """One request as it is being read: the parser's protocol object, then the record."""
+    """One request as it is being read: the parser's protocol object, then the record.
+    The limits are class attributes: request_class() makes a class for a handler's."""
 
-    __slots__ = ("limits", "url", "headers", "head_bytes", "headers_done", "done", "body",
-                 "body_size", "parser", "method", "version", "chunked", "content_length",
-                 "expect_continue", "sock", "after")
+    max_request_line = 8190
+    max_headers = 100
+    max_header_size = 8190
+    max_body_size = 0
+    header_timeout = 10.0
+    max_head = None  # set below, from the limits
 
-    def __init__(self, limits, sock):
-        self.limits = limits
+    # What a request starts as (class defaults: nothing to set for each one).
+    url = b""
+    head_bytes = 0
+    headers_done = False
+    done = False                 # the whole message (body included) is read
+    body_size = 0
+    method = version = ""
+    chunked = False
+    content_length = None
+    expect_continue = False
+    hosts = 0
+    after = False                # bytes after this message (a pipelined request)
+    # Callbacks not used, said so: the parser then does not look them up in vain.
+    on_message_begin = on_chunk_header = on_chunk_complete = on_status = None
+
+    def __init__(self, sock):
         self.sock = sock
-        self.url = b""
-        self.headers = []            # [(name, value)] as sent, bytes
-        self.head_bytes = 0
-        self.headers_done = False
-        self.done = False            # the whole message (body included) is read
+        self.raw = []                # the header fields as sent: [(name, value)]
+        self.fields = None           # then as environ has them: {"HTTP_HOST": ...}
         self.body = []               # body bytes read and not yet taken by wsgi.input
-        self.body_size = 0
         self.parser = httptools.HttpRequestParser(self)
-        self.method = self.version = ""
-        self.chunked = False
-        self.content_length = None
-        self.expect_continue = False
-        self.after = False           # bytes after this message (a pipelined request)
 
     # -- the parser's callbacks ---------------------------------------------------------
 
@@ -57,27 +69,33 @@ class Request:
             self.after = True
             return
         self.url += url
-        if len(self.url) > self.limits.max_request_line:
-            raise HTTPError(414, f"request target longer than {self.limits.max_request_line}")
+        if len(self.url) > self.max_request_line:
+            raise HTTPError(414, f"request target longer than {self.max_request_line}")
 
     def on_header(self, name, value):
         if self.headers_done:  # a trailer field after a chunked body: not used
             return
-        size = len(name) + len(value)
-        if size > self.limits.max_header_size:
-            raise HTTPError(431, f"a header field of {size} bytes")
-        self.headers.append((name, value))
-        if len(self.headers) > self.limits.max_headers:
-            raise HTTPError(431, f"more than {self.limits.max_headers} header fields")
+        if len(name) + len(value) > self.max_header_size:
+            raise HTTPError(431, f"a header field of {len(name) + len(value)} bytes")
+        self.raw.append((name, value))  # looked at as a whole once the head is in
 
     def on_headers_complete(self):
         self.headers_done = True
+
+    def line(self):
+        """The request line as the access log shows it ("-" before it was all read)."""
+        if not self.headers_done and not self.raw:
+            return "-"
+        parser = self.parser
+        version = self.version or parser.get_http_version()
+        method = self.method or parser.get_method().decode("ascii", "replace")
+        return f"{method} {self.url.decode('latin-1')} HTTP/{version}"
 
     def on_body(self, data):
         if self.done:
             return
         self.body_size += len(data)
-        limit = self.limits.max_body_size
+        limit = self.max_body_size
         if limit and self.body_size > limit:
             raise HTTPError(413, f"a body of more than {limit} bytes")
         self.body.append(data)
@@ -106,58 +124,130 @@ class Request:
             raise HTTPError(400, str(e)) from None
 
     def recv(self, timeout):
-        """More bytes from the client, within *timeout* seconds; b"" if it left."""
-        self.sock.settimeout(max(timeout, 0.001))
-        try:
-            return self.sock.recv(RECV)
-        except TimeoutError:
-            raise HTTPError(408, f"nothing from the client in {timeout:.3g}s") from None
+        """More bytes from the client, within *timeout* seconds; b"" if it left.
+
+        The socket stays blocking (for sending); a read that would wait is a poll()
+        for the bytes, then the read: no system call to change the socket's mode."""
+        sock = self.sock
+        try:  # most often the bytes are there already: one system call
+            return sock.recv(RECV, MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        waiter = select.poll()
+        waiter.register(sock, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not waiter.poll(left * 1000):
+                raise HTTPError(408, f"nothing from the client in {timeout:.3g}s")
+            try:
+                return sock.recv(RECV, MSG_DONTWAIT)
+            except BlockingIOError:
+                continue  # woken for nothing after all
 
 
-def read_request(sock, limits):
-    """The next request's head from *sock*, parsed and checked: a Request, or None
+def request_class(limits):
+    """A Request class with *limits*'s max_request_line, max_headers,
+    max_header_size, max_body_size and header_timeout."""
+    values = {name: getattr(limits, name) for name in (
+        "max_request_line", "max_headers", "max_header_size", "max_body_size",
+        "header_timeout")}
+    values["max_head"] = _max_head(values["max_request_line"], values["max_headers"],
+                                   values["max_header_size"])
+    return type("Request", (Request,), values)
+
+
+def _max_head(line, count, size):
+    """The most bytes a head within the limits may take, with room for its syntax; a
+    read past it is refused (so a flood of small fields is bounded too)."""
+    return line + 32 + count * (size + 4) + RECV
+
+
+def read_request(sock, cls=Request):
+    """The next request's head from *sock*, parsed and checked (a *cls*), or None
     when the client closed the connection (or stayed silent) before sending one."""
-    req = Request(limits, sock)
-    deadline = time.monotonic() + limits.header_timeout
-    while not req.headers_done:
-        try:
-            data = req.recv(deadline - time.monotonic())
-        except HTTPError:
-            if not req.url and not req.headers and not req.parser.get_method():
-                return None  # an idle connection: nothing to answer
-            raise
-        if not data:
-            return None  # the client left (before or in the middle of its head)
-        req.head_bytes += len(data)
-        req.feed(data)
-    _check_head(req)
+    req = cls(sock)
+    deadline = time.monotonic() + cls.header_timeout
+    try:
+        while not req.headers_done:
+            try:
+                data = req.recv(deadline - time.monotonic())
+            except HTTPError:
+                if not req.head_bytes:
+                    return None  # an idle connection: nothing to answer
+                raise
+            if not data:
+                return None  # the client left (before or in the middle of its head)
+            req.head_bytes += len(data)
+            if req.head_bytes > cls.max_head:  # limits each field, and the whole head
+                raise HTTPError(431, f"a head of more than {cls.max_head} bytes")
+            req.feed(data)
+        _check_head(req)
+    except HTTPError as e:
+        e.request = req
+        raise
     return req
 
 
 def _check_head(req):
+    """The head is in: check what llhttp let through and make the environ's fields."""
     version = req.parser.get_http_version()
-    if version not in ("1.1", "1.0"):
+    if version != "1.1" and version != "1.0":
         raise HTTPError(505, f"HTTP/{version}")
     req.version = version
     req.method = req.parser.get_method().decode("ascii")
+    raw = req.raw
+    if len(raw) > req.max_headers:
+        raise HTTPError(431, f"{len(raw)} header fields, more than {req.max_headers}")
+    fields = req.fields = {}
     hosts = 0
-    for name, value in req.headers:
-        lowered = name.lower()
-        if lowered == b"host":
-            hosts += 1
-        elif lowered == b"transfer-encoding":
-            # llhttp has made sure the last coding is chunked; no other is decoded here.
-            if req.chunked or value.strip().lower() != b"chunked":
-                raise HTTPError(501, f"Transfer-Encoding {value!r}")
-            req.chunked = True
-        elif lowered == b"content-length":
-            req.content_length = int(value)  # llhttp allows digits alone, and one header
-        elif lowered == b"expect":
-            if value.strip().lower() != b"100-continue":
-                raise HTTPError(417, f"Expect {value!r}")
-            req.expect_continue = version == "1.1"
-    if hosts > 1 or (hosts == 0 and version == "1.1"):
+    for name, value in raw:
+        key = _KEYS.get(name)
+        if key is None:
+            key = _key(name)
+        if key in _SPECIAL:
+            if key == "HTTP_HOST":
+                hosts += 1
+            elif key == "CONTENT_LENGTH":
+                req.content_length = int(value)  # llhttp allows digits alone, and once
+            elif key == "HTTP_TRANSFER_ENCODING":
+                # llhttp has made sure the last coding is chunked; none other is decoded.
+                if req.chunked or value.strip().lower() != b"chunked":
+                    raise HTTPError(501, f"Transfer-Encoding {value!r}")
+                req.chunked = True
+            elif key == "HTTP_EXPECT":
+                if value.strip().lower() != b"100-continue":
+                    raise HTTPError(417, f"Expect {value!r}")
+                req.expect_continue = version == "1.1"  # an HTTP/1.0 client does not wait
+            elif key is _DROPPED:
+                continue
+        text = value.rstrip(b" \t").decode("latin-1")  # llhttp took the leading OWS
+        if key in fields:  # sent twice: one value, as RFC 9110 5.3 joins them
+            text = fields[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
+        fields[key] = text
+    if hosts != 1 and (hosts or version == "1.1"):
         raise HTTPError(400, f"{hosts} Host header fields")
-    limit = req.limits.max_body_size
+    limit = req.max_body_size
     if limit and req.content_length is not None and req.content_length > limit:
         raise HTTPError(413, f"Content-Length {req.content_length} over {limit}")
+
+
+Request.max_head = _max_head(Request.max_request_line, Request.max_headers,
+                             Request.max_header_size)
+_KEYS = {}      # header name, as sent -> its environ key (the names sent are few)
+_DROPPED = ""   # the key of a name with "_": X_Forwarded_For would pass for X-Forwarded-For
+_SPECIAL = frozenset(("HTTP_HOST", "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_EXPECT",
+                      _DROPPED))
+
+
+def _key(name):
+    key = name.decode("latin-1").upper()
+    if "_" in key:
+        key = _DROPPED
+    else:
+        key = key.replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+    if len(_KEYS) < 1024:  # a flood of odd names is not remembered
+        _KEYS[name] = key
+    return key

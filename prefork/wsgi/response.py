@@ -38,22 +38,21 @@ def http_date(now=None):
 class Response:
     """One response on *sock*, to a request of *method* over HTTP/*version*."""
 
-    __slots__ = ("sock", "method", "version", "status", "code", "headers", "length",
-                 "sent_head", "sent_body", "chunked", "bodyless", "short")
+    # What a response starts as (class defaults: nothing to set for each one).
+    status = None            # "200 OK", once start_response was called
+    code = 0
+    headers = ""             # the application's header lines, checked
+    length = None            # the application's Content-Length, if it gave one
+    sent_head = False
+    sent_body = 0
+    chunked = False
+    bodyless = False
+    short = False            # fewer body bytes than Content-Length said
 
     def __init__(self, sock, method, version):
         self.sock = sock
         self.method = method
         self.version = version
-        self.status = None       # "200 OK", once start_response was called
-        self.code = 0
-        self.headers = None
-        self.length = None       # the application's Content-Length, if it gave one
-        self.sent_head = False
-        self.sent_body = 0
-        self.chunked = False
-        self.bodyless = False
-        self.short = False       # fewer body bytes than Content-Length said
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -64,7 +63,8 @@ class Response:
                 exc_info = None  # no cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response() called a second time without exc_info")
-        self.status, self.headers, self.length = _check(status, headers)
+        self.headers, self.length = _check(status, headers)
+        self.status = status
         self.code = int(status[:3])
         return self.write
 
@@ -79,12 +79,17 @@ class Response:
 
     def send(self, result):
         """Send the iterable *result* the application returned, then end the body."""
+        if type(result) is list and len(result) <= 1 and self.status and not self.sent_head:
+            self._send_head(result[0] if result else b"", final=True)  # one send, a length
+            if self.length is not None and self.sent_body < self.length and not self.bodyless:
+                self.short = True
+            return
         if isinstance(result, FileWrapper) and result.fileno() is not None:
             self._require_started()
             self._sendfile(result)
-        elif isinstance(result, (list, tuple)) and len(result) <= 1 and not self.sent_head:
+        elif isinstance(result, tuple) and len(result) <= 1 and not self.sent_head:
             self._require_started()
-            self._send_head(result[0] if result else b"", final=True)  # one send, a length
+            self._send_head(result[0] if result else b"", final=True)
         else:
             for data in result:  # once: an iterable may not be iterable twice
                 if data:
@@ -114,24 +119,29 @@ class Response:
             raise RuntimeError("the application returned without calling start_response()")
 
     def _send_head(self, data, final):
+        if data:
+            data = self._clip(data)  # a str is refused while a 500 can still be sent
         code = self.code
         self.bodyless = self.method == "HEAD" or code < 200 or code in (204, 304)
-        lines = [f"HTTP/1.1 {self.status}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in self.headers]
-        if not self.bodyless and self.length is None:
-            if final:
-                lines.append(f"Content-Length: {len(data)}\r\n")
-                self.length = len(data)
-            elif self.version == "1.1":
-                lines.append("Transfer-Encoding: chunked\r\n")
-                self.chunked = True
-        lines.append(f"Date: {http_date()}\r\nConnection: close\r\n\r\n")
-        head = "".join(lines).encode("latin-1")
+        framing = ""
+        if self.length is None:
+            if not self.bodyless:
+                if final:
+                    framing = f"Content-Length: {len(data)}\r\n"
+                    self.length = len(data)
+                elif self.version == "1.1":
+                    framing = "Transfer-Encoding: chunked\r\n"
+                    self.chunked = True
+            elif final and data and self.method == "HEAD":
+                # The length a GET would have had (an app that makes the body for HEAD
+                # too); an empty one says nothing, since many leave it out for HEAD.
+                framing = f"Content-Length: {len(data)}\r\n"
+        head = (f"HTTP/1.1 {self.status}\r\n{self.headers}{framing}Date: {http_date()}"
+                "\r\nConnection: close\r\n\r\n").encode("latin-1")
         self.sent_head = True
         if self.bodyless or not data:
             self._out(head)
             return
-        data = self._clip(data)
         self.sent_body += len(data)
         if self.chunked:
             self._out(b"%b%x\r\n%b\r\n" % (head, len(data), data))
@@ -165,9 +175,9 @@ class Response:
         if self.length is not None:
             size = min(size, self.length)
         if not self.sent_head:
-            if self.length is None and self.method != "HEAD":
-                self.length = size  # a file's size is known: no chunking
-                self.headers = [*self.headers, ("Content-Length", str(size))]
+            if self.length is None and self.code >= 200 and self.code not in (204, 304):
+                self.length = size  # a file's size is known: no chunking (HEAD says it too)
+                self.headers += f"Content-Length: {size}\r\n"
             self._send_head(b"", final=False)
         if self.bodyless:
             return
@@ -182,23 +192,41 @@ class Response:
             self._out(b"\r\n")
 
 
+_NAMES = {}  # header name -> its lower case, once it passed the checks
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
 def _check(status, headers):
-    """The status and headers as PEP 3333 wants them; (status, headers, length)."""
+    """The status and headers as PEP 3333 wants them: (head lines, Content-Length).
+    A name or value that could end a header early (a CR or LF) or forge one is refused."""
     if type(status) is not str or len(status) < 4 or not status[:3].isdigit() \
             or status[3] != " " or "\r" in status or "\n" in status:
         raise ValueError(f"bad status {status!r}: a str such as '200 OK'")
     length = None
+    lines = []
     for item in headers:
         try:
             name, value = item
         except (TypeError, ValueError):
             raise ValueError(f"bad header {item!r}: a (name, value) tuple of str") from None
-        if type(name) is not str or type(value) is not str or not name or \
-                "\r" in value or "\n" in value or ":" in name or " " in name:
-            raise ValueError(f"bad header {item!r}")
-        lowered = name.lower()
-        if lowered in HOP_BY_HOP:
-            raise ValueError(f"hop-by-hop header {name!r} from the application")
+        lowered = _NAMES.get(name)
+        if lowered is None:
+            lowered = _check_name(name)
+        if type(value) is not str or "\n" in value or "\r" in value:
+            raise ValueError(f"bad header value {value!r} for {name}")
         if lowered == "content-length":
             length = int(value)
-    return status, headers, length
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines), length
+
+
+def _check_name(name):
+    if type(name) is not str or not name or not _TOKEN.issuperset(name):
+        raise ValueError(f"bad header name {name!r}")
+    lowered = name.lower()
+    if lowered in HOP_BY_HOP:
+        raise ValueError(f"hop-by-hop header {name!r} from the application")
+    if len(_NAMES) < 1024:
+        _NAMES[name] = lowered
+    return lowered
