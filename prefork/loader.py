@@ -16,6 +16,9 @@ def is_spec(value):
     return isinstance(value, str)
 
 
+IMPORT_HINT = "check MODULE:NAME and that the module imports from the current directory"
+
+
 def check_spec(spec, what="handler"):
     """Split ``module:attribute``; HandlerImportError if *spec* is not of that form."""
     module_name, sep, attr = spec.partition(":")
@@ -27,37 +30,66 @@ def check_spec(spec, what="handler"):
 
 def import_object(spec, what="handler"):
     """Import ``module:attribute`` (the attribute may be dotted) and return the object;
-    ``module:factory()`` calls the factory and returns what it gives.
+    ``module:factory()`` calls the factory and returns what it gives, and
+    ``module:factory('prod', debug=False)`` passes it literal arguments.
 
     The current directory comes first on sys.path, as ``python -m`` would have it.
     A failure of any kind raises HandlerImportError naming the path and the cause.
     """
     module_name, attr = check_spec(spec, what)
-    factory = attr.endswith("()")
-    if factory:
-        attr = attr[:-2]
+    call = None
+    if "(" in attr:
+        attr, call = _factory_call(spec, attr)
     if "" not in sys.path and "." not in sys.path:
         sys.path.insert(0, "")
     try:
         obj = importlib.import_module(module_name)
     except Exception as e:
-        raise HandlerImportError(
-            f"cannot import {what} module {module_name!r}: {type(e).__name__}: {e}") from e
+        raise HandlerImportError(f"cannot import {what} module {module_name!r}: "
+                                 f"{type(e).__name__}: {e}; {IMPORT_HINT}") from e
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise HandlerImportError(
-                f"module {module_name!r} has no attribute {attr!r}") from None
-    if factory:
+                f"module {module_name!r} has no attribute {attr!r}; {IMPORT_HINT}") from None
+    if call is not None:
         if not callable(obj):
             raise HandlerImportError(f"{spec}: {attr} is not callable, so not a factory")
+        args, kwargs = call
         try:
-            obj = obj()
+            obj = obj(*args, **kwargs)
         except Exception as e:
             raise HandlerImportError(
                 f"{spec}: the factory raised {type(e).__name__}: {e}") from e
     return obj
+
+
+def _factory_call(spec, text):
+    """``name(args)`` -> (name, (args, kwargs)); the arguments must be literals."""
+    import ast
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        node = None
+    if not isinstance(node, ast.Call) or not _dotted(node.func):
+        raise HandlerImportError(f"{spec}: expected NAME or NAME(ARGUMENTS) after the colon")
+    try:
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+    except ValueError:
+        raise HandlerImportError(f"{spec}: a factory's arguments must be literals "
+                                 "(strings, numbers, True, False, None, lists...)") from None
+    if len(kwargs) != len(node.keywords):
+        raise HandlerImportError(f"{spec}: **arguments are not literals")
+    return ast.unparse(node.func), (args, kwargs)
+
+
+def _dotted(node):
+    import ast
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name)
 
 
 def load_handler(spec, settings=None):

@@ -91,3 +91,30 @@ def test_importing_the_library_loads_neither_the_command_nor_psutil():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_http_front_end_stands_on_core_the_parser_and_the_stdlib():
+    for rel, path in sources(os.path.join("prefork", "wsgi")):
+        for module, _ in imports(path)[0]:
+            top = module.split(".")[0]
+            allowed = (module.startswith(".") and not module.startswith("..")) \
+                or top in ("core", "httptools") or top in sys.stdlib_module_names
+            assert allowed, f"{rel} imports {module}: the front end needs only core, " \
+                            "httptools and its own modules"
+
+
+def test_the_master_and_the_worker_loop_know_nothing_of_http():
+    # Only the loader reaches the front end, and only for an application.
+    for rel, path in sources("prefork"):
+        if rel.startswith(os.path.join("prefork", "wsgi")) or rel == "prefork/loader.py":
+            continue
+        for module, names in imports(path)[0]:
+            assert "wsgi" not in module.split(".") and "wsgi" not in names \
+                and module != "httptools", f"{rel} imports {module}"
+    code = ("import sys, prefork, prefork.master, prefork.worker, prefork.loader; "
+            "prefork.loader.load_handler('examples.hello:Hello'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('prefork.wsgi', "
+            "'httptools'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"

@@ -130,7 +130,7 @@ def main(argv=None):
         return _fail(e, EXIT_USAGE, args, predecessor)
     except BootError as e:
         if e.import_failed:  # the workers could not import the handler: bad input
-            return _fail(f"{e.note}; {serve.IMPORT_HINT}", EXIT_USAGE, args, predecessor)
+            return _fail(e.note, EXIT_USAGE, args, predecessor)
         return _fail(e, EXIT_RUNTIME, args, predecessor)
     except HandlerImportError as e:
         return _fail(e, EXIT_USAGE, args, predecessor)

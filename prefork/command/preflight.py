@@ -10,9 +10,7 @@ import signal
 from ..errors import BootError, HandlerImportError
 from ..loader import describe, load_handler
 
-__all__ = ["import_in_child", "IMPORT_HINT"]
-
-IMPORT_HINT = "check MODULE:HANDLER and that the module imports from the current directory"
+__all__ = ["import_in_child"]
 
 
 def import_in_child(spec, settings, timeout, close_fds=()):
@@ -54,7 +52,7 @@ def import_in_child(spec, settings, timeout, close_fds=()):
         signal.signal(signal.SIGTERM, previous)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise HandlerImportError(f"{reason}; {IMPORT_HINT}")
+        raise HandlerImportError(reason)
     return reason[len("ok "):]
 
 

@@ -21,10 +21,10 @@ from ..mixin import PreforkMixIn, PreforkTCPServer, PreforkUDPServer
 from . import listeners as listeners_mod
 from . import process
 from .client import control_path
-from .preflight import IMPORT_HINT, import_in_child
+from .preflight import import_in_child
 from .takeover import plan_for
 
-__all__ = ["cmd_serve", "cmd_check", "load_config", "server_class", "IMPORT_HINT"]
+__all__ = ["cmd_serve", "cmd_check", "load_config", "server_class"]
 
 log = logging.getLogger("prefork")
 

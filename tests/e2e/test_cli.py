@@ -54,6 +54,18 @@ def appdir(tmp_path):
         "raise_at_import = False\n")
     (tmp_path / "broken.py").write_text("raise RuntimeError('no database configured')\n")
     (tmp_path / "stuck.py").write_text("import threading\nthreading.Event().wait()  # forever\n")
+    (tmp_path / "webapp.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [environ.get('site.greeting', 'hello').encode()]\n"
+        "def make(greeting='hello', *, loud=False):\n"
+        "    greeting = greeting.upper() if loud else greeting\n"
+        "    return lambda env, start: application({**env, 'site.greeting': greeting}, start)\n"
+        "def unconfigured():\n"
+        "    raise RuntimeError('SITE_SECRET is not set')\n"
+        "def one_argument(environ):\n"
+        "    return []\n"
+        "TITLE = 'shop'\n")
     return tmp_path
 
 
@@ -89,6 +101,18 @@ def appdir(tmp_path):
      "importing stuck:Handler took more than boot_timeout (0.5s)"),
     (["serve", "--boot-timeout", "0.5", "stuck:Handler"], {}, 1,
      "importing stuck:Handler took more than boot_timeout (0.5s)"),
+    (["check", "webapp:TITLE"], {}, 2,
+     "webapp:TITLE is str 'shop', not a request handler class or a WSGI application"),
+    (["check", "webapp:one_argument"], {}, 2,
+     "webapp:one_argument cannot be called as application(environ, start_response)"),
+    (["check", "webapp:unconfigured()"], {}, 2,
+     "webapp:unconfigured(): the factory raised RuntimeError: SITE_SECRET is not set"),
+    (["serve", "webapp:unconfigured()"], {}, 2,
+     "webapp:unconfigured(): the factory raised RuntimeError: SITE_SECRET is not set"),
+    (["check", "webapp:make(greeting)"], {}, 2, "a factory's arguments must be literals"),
+    (["check", "webapp:make("], {}, 2, "webapp:make(: expected NAME or NAME(ARGUMENTS)"),
+    (["check", "webapp:TITLE()"], {}, 2, "webapp:TITLE(): TITLE is not callable, so not a factory"),
+    (["serve", "nosuch.wsgi:application"], {}, 2, "cannot import handler module 'nosuch.wsgi'"),
     (["stop"], {}, 2, "say which master: --pidfile PATH"),
     (["bogus"], {}, 2, "invalid choice: 'bogus'"),
 ])

@@ -1,0 +1,29 @@
+"""WSGI applications that the served tests run in real prefork workers."""
+
+import os
+import threading
+
+
+def application(environ, start_response):
+    """/ says hello and the worker's pid; /hang never answers; /echo sends the body back."""
+    path = environ["PATH_INFO"]
+    if path == "/hang":
+        threading.Event().wait()  # a request the worker can never finish
+    if path == "/echo":
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    body = f"{environ.get('apps.greeting', 'hello')} from {os.getpid()}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+
+
+def make(greeting="hello", *, loud=False):
+    """A factory, as `prefork serve 'wsgiapps:make("hi", loud=True)'` calls it."""
+    greeting = greeting.upper() if loud else greeting
+
+    def app(environ, start_response):
+        environ["apps.greeting"] = greeting
+        return application(environ, start_response)
+    return app
