@@ -22,6 +22,8 @@ class ClientGone(ConnectionError):
 class Input:
     """A file-like read side of the body: read, readline, readlines, iteration."""
 
+    used = False  # the application asked for body bytes
+
     def __init__(self, request, timeout):
         self._req = request
         self._timeout = timeout
@@ -37,6 +39,7 @@ class Input:
     def _fill(self):
         """Read more of the body into the buffer; False at its end."""
         req = self._req
+        self.used = True
         if self._take():  # what came with the head, or with the last read
             return True
         if req.done:
@@ -112,6 +115,7 @@ class Input:
         if req.expect_continue:
             return
         self._buf.clear()
+        req.body.clear()
         try:
             while not req.done and req.body_size < most:
                 data = req.recv(min(self._timeout, 1.0))

@@ -9,6 +9,7 @@ offers ``note_request()`` (a pre-forked one), the request line is noted for the
 time it runs, so the master can say what a worker it kills for silence was doing.
 """
 
+import logging
 import time
 from types import SimpleNamespace
 
@@ -86,8 +87,12 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         finally:
             if note is not None:
                 note("")
-        if body is not None and not req.done:
-            body.drain()
+        if body is not None:
+            if req.chunked and not body.used and response.code < 300 \
+                    and (req.body_size or not req.done):
+                _unread_chunked()
+            if not req.done:
+                body.drain()
         if self.access is not None:
             self.access.log(env["REMOTE_ADDR"], line, response.code, response.sent_body,
                             time.monotonic() - started, env)
@@ -113,6 +118,20 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             remote = env["REMOTE_ADDR"] if env else _peer(self.client_address)
             self.access.log(remote, line, error.status, len(body),
                             time.monotonic() - started, env)
+
+
+_warned = []
+
+
+def _unread_chunked():
+    """Said once a process: an application that answered a chunked request with
+    success without reading its body most likely never saw it."""
+    if not _warned:
+        _warned.append(True)
+        logging.getLogger("prefork.wsgi").warning(
+            "the application answered a request with a chunked body without reading it: "
+            "Django, for one, reads a body only by its Content-Length; behind nginx, "
+            "which sends one, this does not happen (docs/wsgi.rst)")
 
 
 def _peer(address):

@@ -43,6 +43,7 @@ class Response:
     code = 0
     headers = ""             # the application's header lines, checked
     length = None            # the application's Content-Length, if it gave one
+    date = ""                # the Date line, unless the application gave its own
     sent_head = False
     sent_body = 0
     chunked = False
@@ -63,7 +64,7 @@ class Response:
                 exc_info = None  # no cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response() called a second time without exc_info")
-        self.headers, self.length = _check(status, headers)
+        self.headers, self.length, self.date = _check(status, headers)
         self.status = status
         self.code = int(status[:3])
         return self.write
@@ -136,8 +137,8 @@ class Response:
                 # The length a GET would have had (an app that makes the body for HEAD
                 # too); an empty one says nothing, since many leave it out for HEAD.
                 framing = f"Content-Length: {len(data)}\r\n"
-        head = (f"HTTP/1.1 {self.status}\r\n{self.headers}{framing}Date: {http_date()}"
-                "\r\nConnection: close\r\n\r\n").encode("latin-1")
+        head = (f"HTTP/1.1 {self.status}\r\n{self.headers}{framing}"
+                f"{self.date}Connection: close\r\n\r\n").encode("latin-1")
         self.sent_head = True
         if self.bodyless or not data:
             self._out(head)
@@ -198,12 +199,14 @@ _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
 
 
 def _check(status, headers):
-    """The status and headers as PEP 3333 wants them: (head lines, Content-Length).
-    A name or value that could end a header early (a CR or LF) or forge one is refused."""
+    """The status and headers as PEP 3333 wants them: (head lines, Content-Length, the
+    Date line to add: "" when the application gave its own).  A name or value that
+    could end a header early (a CR or LF) or forge one is refused."""
     if type(status) is not str or len(status) < 4 or not status[:3].isdigit() \
             or status[3] != " " or "\r" in status or "\n" in status:
         raise ValueError(f"bad status {status!r}: a str such as '200 OK'")
     length = None
+    date = None
     lines = []
     for item in headers:
         try:
@@ -215,10 +218,18 @@ def _check(status, headers):
             lowered = _check_name(name)
         if type(value) is not str or "\n" in value or "\r" in value:
             raise ValueError(f"bad header value {value!r} for {name}")
-        if lowered == "content-length":
-            length = int(value)
+        if lowered in _FRAMING:
+            if lowered == "content-length":
+                length = int(value)
+            else:
+                date = ""
         lines.append(f"{name}: {value}\r\n")
-    return "".join(lines), length
+    if date is None:
+        date = f"Date: {http_date()}\r\n"
+    return "".join(lines), length, date
+
+
+_FRAMING = frozenset(("content-length", "date"))
 
 
 def _check_name(name):

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import psutil
@@ -34,8 +35,9 @@ error_log {dir}/error.log warn;
 events {{ worker_connections 256; }}
 http {{
     access_log off;
-    client_body_temp_path {dir}/tmp; proxy_temp_path {dir}/tmp; fastcgi_temp_path {dir}/tmp;
-    uwsgi_temp_path {dir}/tmp; scgi_temp_path {dir}/tmp;
+    client_max_body_size 16m;
+    client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+    uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
     {upstream}
     server {{
         listen 127.0.0.1:{port};
@@ -50,12 +52,15 @@ class Nginx:
         """nginx on 127.0.0.1:*port* proxying to the Unix socket *sock*, or through
         *upstream* (an ``upstream prefork_shop {...}`` block) when given."""
         self.dir = directory
-        os.makedirs(os.path.join(directory, "tmp"), exist_ok=True)
+        os.makedirs(directory, exist_ok=True)
+        # Where nginx's workers (nobody) buffer large bodies: a place they can reach.
+        self.tmp = tempfile.mkdtemp(prefix="nginx-", dir="/tmp")
+        os.chmod(self.tmp, 0o777)
         conf = os.path.join(directory, "nginx.conf")
         upstream = upstream or f"upstream prefork_shop {{ server unix:{sock}; }}"
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(dir=directory, upstream=upstream, port=port,
-                                      settings=PROXY_SETTINGS))
+                                      settings=PROXY_SETTINGS, tmp=self.tmp))
         self.port = port
         self.proc = subprocess.Popen([NGINX, "-p", directory, "-c", conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -88,6 +93,7 @@ class Nginx:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self.proc.stderr.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class HttpLoad(Background):

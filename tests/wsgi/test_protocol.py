@@ -64,6 +64,15 @@ def test_the_applications_content_length_is_the_bodys_end():
     assert split_response(data)[2] == b"ab"
 
 
+def test_one_date_header_the_applications_when_it_gave_one():
+    stamp = "Sun, 06 Nov 1994 08:49:37 GMT"
+    with Served(validator(app_of([b"x"], [("Date", stamp)]))) as s:
+        data = s.exchange(GET)
+    assert data.lower().count(b"\r\ndate: ") == 1 and f"Date: {stamp}".encode() in data
+    with Served(validator(app_of([b"x"]))) as s:
+        assert s.exchange(GET).lower().count(b"\r\ndate: ") == 1
+
+
 @pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
 def test_no_body_for_204_and_304(status):
     def app(environ, start_response):
@@ -404,3 +413,18 @@ def test_the_handler_settings_are_checked():
     from prefork.wsgi import handler_for
     with pytest.raises(TypeError, match="unknown handler settings: max_bodysize"):
         handler_for(remote, max_bodysize=1)
+
+
+def test_a_chunked_body_the_application_never_read_is_said_once(caplog):
+    from prefork.wsgi import handler
+    handler._warned.clear()
+    request = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n0\r\n\r\n")
+    with caplog.at_level("WARNING", "prefork.wsgi"):
+        with Served(validator(app_of([b"ok"]))) as s:  # reads nothing: a CONTENT_LENGTH app
+            assert split_response(s.exchange(request))[0] == 200
+            assert split_response(s.exchange(request))[0] == 200
+        with Served(validator(reader)) as s:  # reads it: nothing to say
+            assert split_response(s.exchange(request))[0] == 200
+    said = [r.getMessage() for r in caplog.records if r.name == "prefork.wsgi"]
+    assert len(said) == 1 and "chunked body without reading it" in said[0]
