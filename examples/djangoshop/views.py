@@ -4,11 +4,17 @@ import hashlib
 import os
 
 from django.conf import settings
-from django.http import (FileResponse, Http404, HttpResponse, HttpResponseBadRequest,
-                         JsonResponse, StreamingHttpResponse)
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.middleware.csrf import get_token
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_safe, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 VERSION = "1"
 
