@@ -50,15 +50,14 @@ class Request:
     chunked = False
     content_length = None
     expect_continue = False
-    hosts = 0
     after = False                # bytes after this message (a pipelined request)
-    # Callbacks not used, said so: the parser then does not look them up in vain.
-    on_message_begin = on_chunk_header = on_chunk_complete = on_status = None
+    fields = None                # the header fields as environ has them: HTTP_HOST...
+    # Callbacks not used, said so: the parser then does not look them up in vain.  No
+    # on_header either: llhttp checks the fields, and take_head() reads them at once.
+    on_message_begin = on_chunk_header = on_chunk_complete = on_status = on_header = None
 
     def __init__(self, sock):
         self.sock = sock
-        self.raw = []                # the header fields as sent: [(name, value)]
-        self.fields = None           # then as environ has them: {"HTTP_HOST": ...}
         self.body = []               # body bytes read and not yet taken by wsgi.input
         self.parser = httptools.HttpRequestParser(self)
 
@@ -72,24 +71,8 @@ class Request:
         if len(self.url) > self.max_request_line:
             raise HTTPError(414, f"request target longer than {self.max_request_line}")
 
-    def on_header(self, name, value):
-        if self.headers_done:  # a trailer field after a chunked body: not used
-            return
-        if len(name) + len(value) > self.max_header_size:
-            raise HTTPError(431, f"a header field of {len(name) + len(value)} bytes")
-        self.raw.append((name, value))  # looked at as a whole once the head is in
-
     def on_headers_complete(self):
         self.headers_done = True
-
-    def line(self):
-        """The request line as the access log shows it ("-" before it was all read)."""
-        if not self.headers_done and not self.raw:
-            return "-"
-        parser = self.parser
-        version = self.version or parser.get_http_version()
-        method = self.method or parser.get_method().decode("ascii", "replace")
-        return f"{method} {self.url.decode('latin-1')} HTTP/{version}"
 
     def on_body(self, data):
         if self.done:
@@ -102,6 +85,74 @@ class Request:
 
     def on_message_complete(self):
         self.done = True
+
+    # -- the head, once llhttp has found it well-formed ------------------------------------
+
+    def take_head(self, data):
+        """Read the head at the start of *data* (llhttp has checked its syntax): the
+        method and version, the fields as environ keys, and what this server refuses
+        on top of llhttp."""
+        if data[:1] in b"\r\n":  # empty lines before the request line are skipped
+            data = data.lstrip(b"\r\n")
+        lines = data[:data.find(b"\r\n\r\n")].decode("latin-1").split("\r\n")
+        first = lines[0]
+        if first[-9:-3] == " HTTP/":
+            version = self.version = first[-3:]
+        else:
+            version = self.version = self.parser.get_http_version()
+        self.method = first[:first.find(" ")]
+        if version != "1.1" and version != "1.0":
+            raise HTTPError(505, f"HTTP/{version}")
+        if len(lines) > self.max_headers + 1:
+            raise HTTPError(431, f"{len(lines) - 1} header fields, more than {self.max_headers}")
+        fields = self.fields = {}
+        hosts = 0
+        size = self.max_header_size
+        for line in lines[1:]:
+            if len(line) > size:
+                raise HTTPError(431, f"a header field of {len(line)} bytes")
+            name, _, value = line.partition(":")
+            key = _KEYS.get(name)
+            if key is None:
+                key = _key(name)
+            value = value.strip(" \t")
+            if key in _SPECIAL:
+                if key == "HTTP_HOST":
+                    hosts += 1
+                elif key == "CONTENT_LENGTH":
+                    self.content_length = int(value)  # llhttp allows digits alone, once
+                elif key == "HTTP_EXPECT":
+                    if value.lower() != "100-continue":
+                        raise HTTPError(417, f"Expect {value!r}")
+                    self.expect_continue = version == "1.1"  # a 1.0 client does not wait
+                else:  # a name with "_": dropped
+                    continue
+            if key in fields:  # sent twice: one value, as RFC 9110 5.3 joins them
+                value = fields[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
+            fields[key] = value
+        if hosts != 1 and (hosts or version == "1.1"):
+            raise HTTPError(400, f"{hosts} Host header fields")
+        if "HTTP_TRANSFER_ENCODING" in fields:
+            self._transfer_coding(fields["HTTP_TRANSFER_ENCODING"])
+        limit = self.max_body_size
+        if limit and self.content_length is not None and self.content_length > limit:
+            raise HTTPError(413, f"Content-Length {self.content_length} over {limit}")
+
+    def _transfer_coding(self, value):
+        """Chunked alone is decoded: chunked last and once, or 400 (RFC 9112 6.3);
+        another coding before it, 501."""
+        codings = [c.strip().lower() for c in value.split(",")]
+        if codings[-1] != "chunked" or codings.count("chunked") > 1:
+            raise HTTPError(400, f"Transfer-Encoding {value!r}: chunked is not last, once")
+        if len(codings) > 1:
+            raise HTTPError(501, f"Transfer-Encoding {value!r}")
+        self.chunked = True
+
+    def line(self):
+        """The request line as the access log shows it ("-" before it was all read)."""
+        if not self.version:
+            return "-"
+        return f"{self.method} {self.url.decode('latin-1')} HTTP/{self.version}"
 
     # -- reading ------------------------------------------------------------------------
 
@@ -168,6 +219,7 @@ def read_request(sock, cls=Request):
     when the client closed the connection (or stayed silent) before sending one."""
     req = cls(sock)
     deadline = time.monotonic() + cls.header_timeout
+    seen = []
     try:
         while not req.headers_done:
             try:
@@ -181,67 +233,24 @@ def read_request(sock, cls=Request):
             req.head_bytes += len(data)
             if req.head_bytes > cls.max_head:  # limits each field, and the whole head
                 raise HTTPError(431, f"a head of more than {cls.max_head} bytes")
+            seen.append(data)
             req.feed(data)
-        _check_head(req)
+        req.take_head(seen[0] if len(seen) == 1 else b"".join(seen))
     except HTTPError as e:
         e.request = req
         raise
     return req
 
 
-def _check_head(req):
-    """The head is in: check what llhttp let through and make the environ's fields."""
-    version = req.parser.get_http_version()
-    if version != "1.1" and version != "1.0":
-        raise HTTPError(505, f"HTTP/{version}")
-    req.version = version
-    req.method = req.parser.get_method().decode("ascii")
-    raw = req.raw
-    if len(raw) > req.max_headers:
-        raise HTTPError(431, f"{len(raw)} header fields, more than {req.max_headers}")
-    fields = req.fields = {}
-    hosts = 0
-    for name, value in raw:
-        key = _KEYS.get(name)
-        if key is None:
-            key = _key(name)
-        if key in _SPECIAL:
-            if key == "HTTP_HOST":
-                hosts += 1
-            elif key == "CONTENT_LENGTH":
-                req.content_length = int(value)  # llhttp allows digits alone, and once
-            elif key == "HTTP_TRANSFER_ENCODING":
-                # llhttp has made sure the last coding is chunked; none other is decoded.
-                if req.chunked or value.strip().lower() != b"chunked":
-                    raise HTTPError(501, f"Transfer-Encoding {value!r}")
-                req.chunked = True
-            elif key == "HTTP_EXPECT":
-                if value.strip().lower() != b"100-continue":
-                    raise HTTPError(417, f"Expect {value!r}")
-                req.expect_continue = version == "1.1"  # an HTTP/1.0 client does not wait
-            elif key is _DROPPED:
-                continue
-        text = value.rstrip(b" \t").decode("latin-1")  # llhttp took the leading OWS
-        if key in fields:  # sent twice: one value, as RFC 9110 5.3 joins them
-            text = fields[key] + ("; " if key == "HTTP_COOKIE" else ", ") + text
-        fields[key] = text
-    if hosts != 1 and (hosts or version == "1.1"):
-        raise HTTPError(400, f"{hosts} Host header fields")
-    limit = req.max_body_size
-    if limit and req.content_length is not None and req.content_length > limit:
-        raise HTTPError(413, f"Content-Length {req.content_length} over {limit}")
-
-
 Request.max_head = _max_head(Request.max_request_line, Request.max_headers,
                              Request.max_header_size)
 _KEYS = {}      # header name, as sent -> its environ key (the names sent are few)
 _DROPPED = ""   # the key of a name with "_": X_Forwarded_For would pass for X-Forwarded-For
-_SPECIAL = frozenset(("HTTP_HOST", "CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_EXPECT",
-                      _DROPPED))
+_SPECIAL = frozenset(("HTTP_HOST", "CONTENT_LENGTH", "HTTP_EXPECT", _DROPPED))  # acted on
 
 
 def _key(name):
-    key = name.decode("latin-1").upper()
+    key = name.upper()
     if "_" in key:
         key = _DROPPED
     else:
