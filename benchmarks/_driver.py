@@ -25,7 +25,7 @@ import urllib.request
 
 __all__ = ["ROOT", "SERVERS", "PY", "parser", "prepare", "free_port", "scratch", "run_kit",
            "wrk_latency", "wait_http", "wait_until", "stop_group", "read_pid", "prefork_server",
-           "nginx_command", "with_hup"]
+           "nginx_command", "with_hup", "peer", "peer_version"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.path.join(ROOT, "benchmarks", "servers")
@@ -59,15 +59,34 @@ def prepare(args, gunicorn=True):
 
 
 def _gunicorn(venv):
-    exe = os.path.join(venv, "bin", "gunicorn")
-    if not os.path.exists(exe):
-        print(f"creating {venv} with gunicorn (a throwaway venv, for comparison only)",
-              flush=True)
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "gunicorn"],
-                       check=True)
+    exe = peer(venv, "gunicorn")
     version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
     return exe, version
+
+
+def peer(venv, program, packages=None):
+    """The path of *program* in the throwaway venv *venv* (a name under the cache, or a
+    path), made with pip installing *packages* (default: the program) when missing.
+    Peers are compared with, never depended on."""
+    if os.sep not in venv:
+        venv = os.path.join(_CACHE, venv)
+    exe = os.path.join(venv, "bin", program)
+    if not os.path.exists(exe):
+        print(f"creating {venv} with {' '.join(packages or [program])} (a throwaway venv, "
+              "for comparison only)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q",
+                        *(packages or [program])], check=True)
+    return exe
+
+
+def peer_version(venv, distribution):
+    """The installed version of *distribution* in the throwaway venv *venv*."""
+    if os.sep not in venv:
+        venv = os.path.join(_CACHE, venv)
+    code = f"import importlib.metadata as m; print(m.version({distribution!r}))"
+    return subprocess.run([os.path.join(venv, "bin", "python"), "-c", code],
+                          capture_output=True, text=True).stdout.strip()
 
 
 def free_port():

@@ -20,13 +20,14 @@ import os
 import select
 import signal
 import sys
+import time
 import traceback
 
 from . import logs
 from .errors import HandlerImportError
 from .loader import is_spec, load_handler
 from .policy import EXIT_BOOT_FAILED, EXIT_IMPORT_FAILED, STACK_SIGNAL
-from .scoreboard import BUSY, IDLE, STOPPING, Slot
+from .scoreboard import IDLE, STOPPING, Slot
 from .signals import SignalInbox
 
 __all__ = ["WorkerInfo", "run_worker"]
@@ -227,7 +228,7 @@ def _serve_one(server, slot):
         request, client_address = server.get_request()
     except OSError:
         return False  # another worker took it, or the client left before accept
-    slot.set_state(BUSY)
+    slot.begin_request(time.monotonic())
     try:
         if server.verify_request(request, client_address):
             try:
@@ -238,8 +239,7 @@ def _serve_one(server, slot):
         else:
             server.shutdown_request(request)
     finally:
-        slot.count_request()
-        slot.set_state(IDLE)
+        slot.end_request(time.monotonic())
     return True
 
 

@@ -67,19 +67,25 @@ class Trusted:
 def build(request, base, client, trusted):
     """The environ for *request* (a request.Request) from a client at *client* (the
     socket's peer: (host, port), or "" on a Unix socket)."""
-    try:
-        url = httptools.parse_url(request.url)
-    except httptools.HttpParserInvalidURLError:
-        raise HTTPError(400, f"request target {request.url[:100]!r}") from None
-    path = url.path or b"/"
+    target = request.target
+    if target[:1] == "/" and "#" not in target:  # origin-form, as nearly all are
+        path, _, query = target.partition("?")
+    else:  # absolute-form (a proxy's), or OPTIONS *
+        try:
+            url = httptools.parse_url(target.encode("latin-1"))
+        except httptools.HttpParserInvalidURLError:
+            raise HTTPError(400, f"request target {target[:100]!r}") from None
+        path = (url.path or b"/").decode("latin-1")
+        query = url.query.decode("latin-1") if url.query else ""
     env = dict(base)
     env["REQUEST_METHOD"] = request.method
-    env["SERVER_PROTOCOL"] = "HTTP/" + request.version
-    env["RAW_URI"] = request.url.decode("latin-1")
+    env["SERVER_PROTOCOL"] = request.protocol
+    env["RAW_URI"] = target
     # PATH_INFO starts with "/" (PEP 3333's tools insist): OPTIONS * has none.
-    env["PATH_INFO"] = "" if path == b"*" else \
-        (unquote_to_bytes(path) if b"%" in path else path).decode("latin-1")
-    env["QUERY_STRING"] = url.query.decode("latin-1") if url.query else ""
+    if "%" in path:
+        path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
+    env["PATH_INFO"] = "" if path == "*" else path
+    env["QUERY_STRING"] = query
     if client:
         env["REMOTE_ADDR"], env["REMOTE_PORT"] = client[0], str(client[1])
     else:
@@ -95,7 +101,7 @@ def build(request, base, client, trusted):
         env["SERVER_NAME"] = name
         if port.isdigit():
             env["SERVER_PORT"] = port
-    if (client[0] if client else "") in trusted:
+    if request.forwarded and (client[0] if client else "") in trusted:
         _forwarded(env, trusted)
     return env
 

@@ -51,13 +51,13 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         try:
             req = read_request(sock, self.request_class)
         except HTTPError as e:
-            self._refuse(e, None, started, e.request.line() if e.request else "-")
+            self._refuse(e, None, started, e.request.line if e.request else "-")
             return
         except OSError:
             return  # the client went away
         if req is None:
             return
-        line = f"{req.method} {req.url.decode('latin-1')} HTTP/{req.version}"
+        line = req.line
         note = getattr(self.server, "note_request", None)
         if note is not None:
             note(line)

@@ -41,20 +41,21 @@ class Request:
     max_head = None  # set below, from the limits
 
     # What a request starts as (class defaults: nothing to set for each one).
-    url = b""
-    head_bytes = 0
+    line = "-"                   # the request line, as the access log shows it
+    target = ""                  # the request target, as sent
+    method = version = protocol = ""
     headers_done = False
     done = False                 # the whole message (body included) is read
     body_size = 0
-    method = version = ""
     chunked = False
     content_length = None
     expect_continue = False
-    after = False                # bytes after this message (a pipelined request)
+    forwarded = False            # a Forwarded or X-Forwarded-* field came
     fields = None                # the header fields as environ has them: HTTP_HOST...
-    # Callbacks not used, said so: the parser then does not look them up in vain.  No
-    # on_header either: llhttp checks the fields, and take_head() reads them at once.
-    on_message_begin = on_chunk_header = on_chunk_complete = on_status = on_header = None
+    # Callbacks not used, said so: the parser then does not look them up in vain.  The
+    # head is read by take_head() once llhttp has checked it, not field by field.
+    on_message_begin = on_url = on_header = on_status = None
+    on_chunk_header = on_chunk_complete = None
 
     def __init__(self, sock):
         self.sock = sock
@@ -63,19 +64,11 @@ class Request:
 
     # -- the parser's callbacks ---------------------------------------------------------
 
-    def on_url(self, url):
-        if self.headers_done:  # the start of a pipelined request: not this one's
-            self.after = True
-            return
-        self.url += url
-        if len(self.url) > self.max_request_line:
-            raise HTTPError(414, f"request target longer than {self.max_request_line}")
-
     def on_headers_complete(self):
         self.headers_done = True
 
     def on_body(self, data):
-        if self.done:
+        if self.done:  # a pipelined request's: not this one's
             return
         self.body_size += len(data)
         limit = self.max_body_size
@@ -90,53 +83,72 @@ class Request:
 
     def take_head(self, data):
         """Read the head at the start of *data* (llhttp has checked its syntax): the
-        method and version, the fields as environ keys, and what this server refuses
-        on top of llhttp."""
-        if data[:1] in b"\r\n":  # empty lines before the request line are skipped
+        request line, the fields as environ keys, and what this server refuses on top
+        of llhttp."""
+        if data[0] < 65:  # CR or LF (a method starts with a letter): empty lines first
             data = data.lstrip(b"\r\n")
-        lines = data[:data.find(b"\r\n\r\n")].decode("latin-1").split("\r\n")
-        first = lines[0]
-        if first[-9:-3] == " HTTP/":
-            version = self.version = first[-3:]
-        else:
+        # Split no further than the limit on fields allows: the empty line that ends
+        # the head is within it, or there are too many fields.
+        lines = data.decode("latin-1").split("\r\n", self.max_headers + 2)
+        first = self.line = lines[0]
+        method_end, version_start = first.find(" "), first.rfind(" ") + 1
+        self.method = first[:method_end]
+        target = self.target = first[method_end + 1:version_start - 1]
+        if first.startswith("HTTP/", version_start):
+            self.protocol = first[version_start:]
+            version = self.version = self.protocol[5:]
+        else:  # the short form of HTTP/0.9 (llhttp strict lets it through)
             version = self.version = self.parser.get_http_version()
-        self.method = first[:first.find(" ")]
+            self.protocol = "HTTP/" + version
         if version != "1.1" and version != "1.0":
-            raise HTTPError(505, f"HTTP/{version}")
-        if len(lines) > self.max_headers + 1:
-            raise HTTPError(431, f"{len(lines) - 1} header fields, more than {self.max_headers}")
+            raise HTTPError(505, self.protocol)
+        if len(target) > self.max_request_line:
+            raise HTTPError(414, f"request target longer than {self.max_request_line}")
+        try:
+            end = lines.index("", 1)
+        except ValueError:
+            raise HTTPError(431, f"more than {self.max_headers} header fields") from None
         fields = self.fields = {}
-        hosts = 0
-        size = self.max_header_size
-        for line in lines[1:]:
-            if len(line) > size:
-                raise HTTPError(431, f"a header field of {len(line)} bytes")
+        if len(data) > self.max_header_size:  # only then can one field be too long
+            self._check_sizes(lines[1:end])
+        for line in lines[1:end]:
             name, _, value = line.partition(":")
-            key = _KEYS.get(name)
-            if key is None:
-                key = _key(name)
-            value = value.strip(" \t")
-            if key in _SPECIAL:
-                if key == "HTTP_HOST":
-                    hosts += 1
-                elif key == "CONTENT_LENGTH":
-                    self.content_length = int(value)  # llhttp allows digits alone, once
-                elif key == "HTTP_EXPECT":
-                    if value.lower() != "100-continue":
-                        raise HTTPError(417, f"Expect {value!r}")
-                    self.expect_continue = version == "1.1"  # a 1.0 client does not wait
-                else:  # a name with "_": dropped
-                    continue
-            if key in fields:  # sent twice: one value, as RFC 9110 5.3 joins them
-                value = fields[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
-            fields[key] = value
-        if hosts != 1 and (hosts or version == "1.1"):
-            raise HTTPError(400, f"{hosts} Host header fields")
+            key = _KEYS.get(name) or _key(name)
+            if key in fields or key in _SPECIAL:
+                self._special(key, value.strip(" \t"))
+            else:
+                fields[key] = value.strip(" \t")
+        if "HTTP_HOST" not in fields and version == "1.1":
+            raise HTTPError(400, "no Host header field")
         if "HTTP_TRANSFER_ENCODING" in fields:
             self._transfer_coding(fields["HTTP_TRANSFER_ENCODING"])
         limit = self.max_body_size
         if limit and self.content_length is not None and self.content_length > limit:
             raise HTTPError(413, f"Content-Length {self.content_length} over {limit}")
+
+    def _check_sizes(self, lines):
+        for line in lines:
+            if len(line) > self.max_header_size:
+                raise HTTPError(431, f"a header field of {len(line)} bytes")
+
+    def _special(self, key, value):
+        """A field this server acts on, or one sent twice."""
+        fields = self.fields
+        if key == _DROPPED:  # a name with "_"
+            return
+        if key in fields:  # sent twice: one value, as RFC 9110 5.3 joins them
+            if key == "HTTP_HOST":
+                raise HTTPError(400, "2 Host header fields")
+            value = fields[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
+        if key == "CONTENT_LENGTH":
+            self.content_length = int(value)  # llhttp allows digits alone, once
+        elif key == "HTTP_EXPECT":
+            if value.lower() != "100-continue":
+                raise HTTPError(417, f"Expect {value!r}")
+            self.expect_continue = self.version == "1.1"  # a 1.0 client does not wait
+        elif key in _FORWARDING:
+            self.forwarded = True
+        fields[key] = value
 
     def _transfer_coding(self, value):
         """Chunked alone is decoded: chunked last and once, or 400 (RFC 9112 6.3);
@@ -147,12 +159,6 @@ class Request:
         if len(codings) > 1:
             raise HTTPError(501, f"Transfer-Encoding {value!r}")
         self.chunked = True
-
-    def line(self):
-        """The request line as the access log shows it ("-" before it was all read)."""
-        if not self.version:
-            return "-"
-        return f"{self.method} {self.url.decode('latin-1')} HTTP/{self.version}"
 
     # -- reading ------------------------------------------------------------------------
 
@@ -174,8 +180,9 @@ class Request:
         except httptools.HttpParserError as e:
             raise HTTPError(400, str(e)) from None
 
-    def recv(self, timeout):
-        """More bytes from the client, within *timeout* seconds; b"" if it left.
+    def recv(self, timeout, deadline=None):
+        """More bytes from the client, within *timeout* seconds (or by the monotonic
+        *deadline*); b"" if it left.
 
         The socket stays blocking (for sending); a read that would wait is a poll()
         for the bytes, then the read: no system call to change the socket's mode."""
@@ -186,7 +193,8 @@ class Request:
             pass
         waiter = select.poll()
         waiter.register(sock, select.POLLIN)
-        deadline = time.monotonic() + timeout
+        if deadline is None:
+            deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not waiter.poll(left * 1000):
@@ -218,27 +226,51 @@ def read_request(sock, cls=Request):
     """The next request's head from *sock*, parsed and checked (a *cls*), or None
     when the client closed the connection (or stayed silent) before sending one."""
     req = cls(sock)
-    deadline = time.monotonic() + cls.header_timeout
-    seen = []
     try:
-        while not req.headers_done:
-            try:
-                data = req.recv(deadline - time.monotonic())
-            except HTTPError:
-                if not req.head_bytes:
-                    return None  # an idle connection: nothing to answer
-                raise
-            if not data:
-                return None  # the client left (before or in the middle of its head)
-            req.head_bytes += len(data)
-            if req.head_bytes > cls.max_head:  # limits each field, and the whole head
-                raise HTTPError(431, f"a head of more than {cls.max_head} bytes")
-            seen.append(data)
+        try:  # most often the whole head is there already: one read, one feed
+            data = sock.recv(RECV, MSG_DONTWAIT)
+        except BlockingIOError:
+            data = None
+        if data:
             req.feed(data)
-        req.take_head(seen[0] if len(seen) == 1 else b"".join(seen))
+            if req.headers_done:
+                req.take_head(data)
+                return req
+        elif data is not None:
+            return None  # the client left before sending anything
+        return _read_slowly(req, data)
     except HTTPError as e:
         e.request = req
         raise
+
+
+def _read_slowly(req, data):
+    """The rest of a head that did not come in one read (*data*: what did, or None),
+    within the head's deadline and size."""
+    cls = type(req)
+    deadline = time.monotonic() + cls.header_timeout
+    seen = [data] if data else []
+    size = len(data) if data else 0
+    line_limit = cls.max_request_line + 64  # with room for the method and version
+    line_seen = data is not None and b"\n" in data
+    while not req.headers_done:
+        if not line_seen and size > line_limit:
+            raise HTTPError(414, f"request target longer than {cls.max_request_line}")
+        try:
+            data = req.recv(cls.header_timeout, deadline)
+        except HTTPError:
+            if not seen:
+                return None  # an idle connection: nothing to answer
+            raise
+        if not data:
+            return None  # the client left (before or in the middle of its head)
+        seen.append(data)
+        size += len(data)
+        if size > cls.max_head:  # limits each field, and the whole head
+            raise HTTPError(431, f"a head of more than {cls.max_head} bytes")
+        line_seen = line_seen or b"\n" in data
+        req.feed(data)
+    req.take_head(b"".join(seen))
     return req
 
 
@@ -246,7 +278,9 @@ Request.max_head = _max_head(Request.max_request_line, Request.max_headers,
                              Request.max_header_size)
 _KEYS = {}      # header name, as sent -> its environ key (the names sent are few)
 _DROPPED = ""   # the key of a name with "_": X_Forwarded_For would pass for X-Forwarded-For
-_SPECIAL = frozenset(("HTTP_HOST", "CONTENT_LENGTH", "HTTP_EXPECT", _DROPPED))  # acted on
+_FORWARDING = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO"))
+_SPECIAL = frozenset(("CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_EXPECT",  # acted on
+                      _DROPPED)) | _FORWARDING
 
 
 def _key(name):
