@@ -101,7 +101,7 @@ def main():
                                   "hello:app"),
             ("uwsgi", ports[4], f"{exe['uwsgi']} --http-socket 127.0.0.1:{ports[4]} "
                                 "--processes 2 --master --module hello:app "
-                                "--disable-logging --need-app"),
+                                "--disable-logging --need-app --die-on-term"),
             ("waitress", ports[5], f"{exe['waitress']} --listen 127.0.0.1:{ports[5]} "
                                    "--threads 2 hello:app"),
         ])

@@ -11,6 +11,8 @@ from .base import BaseServer
 
 __all__ = ["TCPServer", "UDPServer"]
 
+_ACCEPT = socket.socket.accept
+
 
 class TCPServer(BaseServer):
     """A server on one stream socket, by default TCP over IPv4.
@@ -59,9 +61,24 @@ class TCPServer(BaseServer):
         """The listening socket's file descriptor, for select() and friends."""
         return self.socket.fileno()
 
+    _accepting = (None, ())  # the listening socket, and the family, type, proto it accepts
+
     def get_request(self):
-        """Accept a connection: returns (connection socket, client address)."""
-        return self.socket.accept()
+        """Accept a connection: returns (connection socket, client address).
+
+        What socket.accept() does, less the look-up of the listener's family and
+        type as enums on every call (more than the accept system call costs a
+        pre-forked worker): they are taken once for each listening socket."""
+        listener = self.socket
+        if self._accepting[0] is not listener:
+            if getattr(type(listener), "accept", None) is not _ACCEPT:
+                return listener.accept()  # a socket with an accept of its own (TLS, say)
+            self._accepting = (listener, (listener.family, listener.type, listener.proto))
+        fd, address = listener._accept()
+        conn = socket.socket(*self._accepting[1], fd)
+        if listener.gettimeout() and socket.getdefaulttimeout() is None:
+            conn.setblocking(True)  # as socket.accept(): where an fd inherits O_NONBLOCK
+        return conn, address
 
     def shutdown_request(self, request):
         """Half-close the connection for writing, so the peer sees EOF, then close it."""

@@ -104,9 +104,10 @@ class PreforkMixIn:
             self._master.service_actions()
 
     def note_request(self, text):
-        """Say what the request being served is ("" once it is done), in a worker: if
-        the master kills the worker for silence (``timeout``), it logs this line.  A
-        handler may call it; the WSGI front end does, with the request line."""
+        """Say what the request being served is, in a worker: if the master kills the
+        worker for silence (``timeout``), it logs this line.  The worker clears it when
+        the request ends.  A handler may call it; the WSGI front end does, with the
+        request line."""
         if self._note is not None:
             self._note(text)
 

@@ -132,15 +132,15 @@ class Slot:
         self._busy_since = now
 
     def end_request(self, now):
-        """Idle since *now*, one request more served."""
+        """Idle since *now*, one request more served; the request's note cleared."""
         self._served += 1
-        doubles, counts, states, beat, requests, state, busy = self._fast
+        self._busy += now - self._busy_since
+        doubles, counts, states, beat, requests, state, busy, raw, note = self._fast
         doubles[beat] = now
         counts[requests] = self._served
         states[state] = IDLE
-        if self._busy_since is not None:
-            self._busy += now - self._busy_since
-            doubles[busy] = self._busy
+        doubles[busy] = self._busy
+        raw[note] = 0
         self._busy_since = None
 
     def _make_fast(self):
@@ -149,7 +149,8 @@ class Slot:
             return view, (self._base + field) // size
         (doubles, beat), (counts, requests), (states, state), (_, busy) = \
             at(_BEAT), at(_REQUESTS), at(_STATE), at(_BUSY)
-        self._fast = (doubles, counts, states, beat, requests, state, busy)
+        self._fast = (doubles, counts, states, beat, requests, state, busy,
+                      self._views.raw, self._base + _NOTE)
         return self._fast
 
     def beat(self, now=None):

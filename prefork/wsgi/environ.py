@@ -101,9 +101,12 @@ def build(request, base, client, trusted):
         env["SERVER_NAME"] = name
         if port.isdigit():
             env["SERVER_PORT"] = port
-    if request.forwarded and (client[0] if client else "") in trusted:
+    if not _FORWARDING.isdisjoint(request.fields) and (client[0] if client else "") in trusted:
         _forwarded(env, trusted)
     return env
+
+
+_FORWARDING = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO"))
 
 
 def _forwarded(env, trusted):

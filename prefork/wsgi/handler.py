@@ -60,19 +60,19 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         line = req.line
         note = getattr(self.server, "note_request", None)
         if note is not None:
-            note(line)
-        response = Response(sock, req.method, req.version)
+            note(line)  # the worker clears it when the request ends
+        response = Response(sock, req.method, req.protocol)
         env = body = None
         try:
-            env = environ_mod.build(req, self._base(), self.client_address, self.trusted)
+            env = environ_mod.build(req, self._bases.get(id(self.server)) or self._base(),
+                                    self.client_address, self.trusted)
             body = env["wsgi.input"] = Input(req, self.header_timeout)
             result = self.application(env, response.start_response)
             try:
                 response.send(result)
             finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+                if hasattr(result, "close"):
+                    result.close()
         except ClientGone:
             pass  # nothing more can be told to a client that has left
         except HTTPError as e:  # while the application read the body: too large, too slow
@@ -84,10 +84,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             if not response.sent_head:
                 self._refuse(HTTPError(500, "the application raised"), env, started, line)
                 return
-        finally:
-            if note is not None:
-                note("")
-        if body is not None:
+        if body is not None and (req.chunked or not req.done):
             if req.chunked and not body.used and response.code < 300 \
                     and (req.body_size or not req.done):
                 _unread_chunked()

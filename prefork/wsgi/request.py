@@ -43,14 +43,13 @@ class Request:
     # What a request starts as (class defaults: nothing to set for each one).
     line = "-"                   # the request line, as the access log shows it
     target = ""                  # the request target, as sent
-    method = version = protocol = ""
+    method = protocol = ""       # "GET", "HTTP/1.1"
     headers_done = False
     done = False                 # the whole message (body included) is read
     body_size = 0
     chunked = False
     content_length = None
     expect_continue = False
-    forwarded = False            # a Forwarded or X-Forwarded-* field came
     fields = None                # the header fields as environ has them: HTTP_HOST...
     # Callbacks not used, said so: the parser then does not look them up in vain.  The
     # head is read by take_head() once llhttp has checked it, not field by field.
@@ -91,64 +90,59 @@ class Request:
         # the head is within it, or there are too many fields.
         lines = data.decode("latin-1").split("\r\n", self.max_headers + 2)
         first = self.line = lines[0]
-        method_end, version_start = first.find(" "), first.rfind(" ") + 1
-        self.method = first[:method_end]
-        target = self.target = first[method_end + 1:version_start - 1]
-        if first.startswith("HTTP/", version_start):
-            self.protocol = first[version_start:]
-            version = self.version = self.protocol[5:]
-        else:  # the short form of HTTP/0.9 (llhttp strict lets it through)
-            version = self.version = self.parser.get_http_version()
-            self.protocol = "HTTP/" + version
-        if version != "1.1" and version != "1.0":
-            raise HTTPError(505, self.protocol)
-        if len(target) > self.max_request_line:
+        try:
+            self.method, self.target, protocol = first.split(" ")  # llhttp checked the form
+        except ValueError:
+            raise HTTPError(505, "a request line without HTTP/1.x") from None
+        self.protocol = protocol
+        if protocol != "HTTP/1.1" and protocol != "HTTP/1.0":
+            raise HTTPError(505, protocol)
+        if len(self.target) > self.max_request_line:
             raise HTTPError(414, f"request target longer than {self.max_request_line}")
         try:
             end = lines.index("", 1)
         except ValueError:
             raise HTTPError(431, f"more than {self.max_headers} header fields") from None
-        fields = self.fields = {}
         if len(data) > self.max_header_size:  # only then can one field be too long
             self._check_sizes(lines[1:end])
+        fields = self.fields = {}
         for line in lines[1:end]:
             name, _, value = line.partition(":")
-            key = _KEYS.get(name) or _key(name)
-            if key in fields or key in _SPECIAL:
-                self._special(key, value.strip(" \t"))
-            else:
-                fields[key] = value.strip(" \t")
-        if "HTTP_HOST" not in fields and version == "1.1":
+            fields[_KEYS.get(name) or _key(name)] = value.strip(" \t")
+        if len(fields) != end - 1 or not _SPECIAL.isdisjoint(fields):
+            self._take_fields(lines[1:end])  # again, one by one: a field sent twice, or acted on
+        if "HTTP_HOST" not in fields and protocol == "HTTP/1.1":
             raise HTTPError(400, "no Host header field")
-        if "HTTP_TRANSFER_ENCODING" in fields:
-            self._transfer_coding(fields["HTTP_TRANSFER_ENCODING"])
-        limit = self.max_body_size
-        if limit and self.content_length is not None and self.content_length > limit:
-            raise HTTPError(413, f"Content-Length {self.content_length} over {limit}")
 
     def _check_sizes(self, lines):
         for line in lines:
             if len(line) > self.max_header_size:
                 raise HTTPError(431, f"a header field of {len(line)} bytes")
 
-    def _special(self, key, value):
-        """A field this server acts on, or one sent twice."""
-        fields = self.fields
-        if key == _DROPPED:  # a name with "_"
-            return
-        if key in fields:  # sent twice: one value, as RFC 9110 5.3 joins them
-            if key == "HTTP_HOST":
-                raise HTTPError(400, "2 Host header fields")
-            value = fields[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
-        if key == "CONTENT_LENGTH":
-            self.content_length = int(value)  # llhttp allows digits alone, once
-        elif key == "HTTP_EXPECT":
-            if value.lower() != "100-continue":
-                raise HTTPError(417, f"Expect {value!r}")
-            self.expect_continue = self.version == "1.1"  # a 1.0 client does not wait
-        elif key in _FORWARDING:
-            self.forwarded = True
-        fields[key] = value
+    def _take_fields(self, lines):
+        fields = self.fields = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            key = _KEYS.get(name) or _key(name)
+            value = value.strip(" \t")
+            if key == _DROPPED:  # a name with "_"
+                continue
+            if key in fields:  # sent twice: one value, as RFC 9110 5.3 joins them
+                if key == "HTTP_HOST":
+                    raise HTTPError(400, "2 Host header fields")
+                value = fields[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
+            fields[key] = value
+        if "CONTENT_LENGTH" in fields:
+            self.content_length = int(fields["CONTENT_LENGTH"])  # llhttp: digits, once
+            limit = self.max_body_size
+            if limit and self.content_length > limit:
+                raise HTTPError(413, f"Content-Length {self.content_length} over {limit}")
+        if "HTTP_TRANSFER_ENCODING" in fields:
+            self._transfer_coding(fields["HTTP_TRANSFER_ENCODING"])
+        if "HTTP_EXPECT" in fields:
+            if fields["HTTP_EXPECT"].lower() != "100-continue":
+                raise HTTPError(417, f"Expect {fields['HTTP_EXPECT']!r}")
+            self.expect_continue = self.protocol == "HTTP/1.1"  # a 1.0 client does not wait
 
     def _transfer_coding(self, value):
         """Chunked alone is decoded: chunked last and once, or 400 (RFC 9112 6.3);
@@ -180,17 +174,18 @@ class Request:
         except httptools.HttpParserError as e:
             raise HTTPError(400, str(e)) from None
 
-    def recv(self, timeout, deadline=None):
+    def recv(self, timeout, deadline=None, waited=False):
         """More bytes from the client, within *timeout* seconds (or by the monotonic
-        *deadline*); b"" if it left.
+        *deadline*); b"" if it left.  *waited*: a read just found nothing yet.
 
         The socket stays blocking (for sending); a read that would wait is a poll()
         for the bytes, then the read: no system call to change the socket's mode."""
         sock = self.sock
-        try:  # most often the bytes are there already: one system call
-            return sock.recv(RECV, MSG_DONTWAIT)
-        except BlockingIOError:
-            pass
+        if not waited:
+            try:  # most often the bytes are there already: one system call
+                return sock.recv(RECV, MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
         waiter = select.poll()
         waiter.register(sock, select.POLLIN)
         if deadline is None:
@@ -257,7 +252,8 @@ def _read_slowly(req, data):
         if not line_seen and size > line_limit:
             raise HTTPError(414, f"request target longer than {cls.max_request_line}")
         try:
-            data = req.recv(cls.header_timeout, deadline)
+            # A read just found all there was: wait for more before reading again.
+            data = req.recv(cls.header_timeout, deadline, waited=True)
         except HTTPError:
             if not seen:
                 return None  # an idle connection: nothing to answer
@@ -278,9 +274,8 @@ Request.max_head = _max_head(Request.max_request_line, Request.max_headers,
                              Request.max_header_size)
 _KEYS = {}      # header name, as sent -> its environ key (the names sent are few)
 _DROPPED = ""   # the key of a name with "_": X_Forwarded_For would pass for X-Forwarded-For
-_FORWARDING = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO"))
 _SPECIAL = frozenset(("CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_EXPECT",  # acted on
-                      _DROPPED)) | _FORWARDING
+                      _DROPPED))
 
 
 def _key(name):

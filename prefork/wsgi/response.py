@@ -24,36 +24,44 @@ __all__ = ["Response", "http_date"]
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate",
                         "proxy-authorization", "te", "trailer", "trailers",
                         "transfer-encoding", "upgrade"))
-_date = [0, ""]
+_date = [0.0, "", ""]  # the next second, its Date value, its Date line
 
 
-def http_date(now=None):
+def http_date():
     """The Date header's value, made at most once a second."""
-    now = int(time.time() if now is None else now)
-    if now != _date[0]:
-        _date[:] = [now, time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))]
-    return _date[1]
+    return _date[1] if time.time() < _date[0] else _next_date()[1]
+
+
+def _date_line():
+    return _date[2] if time.time() < _date[0] else _next_date()[2]
+
+
+def _next_date():
+    now = time.time()
+    value = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+    _date[:] = [float(int(now) + 1), value, f"Date: {value}\r\n"]
+    return _date
 
 
 class Response:
-    """One response on *sock*, to a request of *method* over HTTP/*version*."""
+    """One response on *sock*, to a request of *method* over *protocol* ("HTTP/1.1")."""
 
     # What a response starts as (class defaults: nothing to set for each one).
     status = None            # "200 OK", once start_response was called
     code = 0
-    headers = ""             # the application's header lines, checked
+    head = ""                # the status line and the application's header lines,
+                             # checked, with a Date line unless the application gave one
     length = None            # the application's Content-Length, if it gave one
-    date = ""                # the Date line, unless the application gave its own
     sent_head = False
     sent_body = 0
     chunked = False
     bodyless = False
     short = False            # fewer body bytes than Content-Length said
 
-    def __init__(self, sock, method, version):
+    def __init__(self, sock, method, protocol):
         self.sock = sock
         self.method = method
-        self.version = version
+        self.protocol = protocol
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -64,9 +72,8 @@ class Response:
                 exc_info = None  # no cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response() called a second time without exc_info")
-        self.headers, self.length, self.date = _check(status, headers)
+        self.code, self.head, self.length = _check(status, headers)
         self.status = status
-        self.code = int(status[:3])
         return self.write
 
     def write(self, data):
@@ -80,6 +87,19 @@ class Response:
 
     def send(self, result):
         """Send the iterable *result* the application returned, then end the body."""
+        if type(result) is list and len(result) == 1 and self.status is not None \
+                and not self.sent_head and self.method != "HEAD" and self.code not in _BODYLESS:
+            data = result[0]  # the most common answer: a body in one piece, sent with its head
+            if type(data) is bytes and (self.length is None or self.length == len(data)):
+                framing = "" if self.length is not None else f"Content-Length: {len(data)}\r\n"
+                self.sent_head = True
+                self.sent_body = len(data)
+                try:
+                    self.sock.sendall(
+                        f"{self.head}{framing}Connection: close\r\n\r\n".encode("latin-1") + data)
+                except OSError as e:
+                    raise ClientGone(f"sending the response: {e}") from None
+                return
         if type(result) is list and len(result) <= 1 and self.status and not self.sent_head:
             self._send_head(result[0] if result else b"", final=True)  # one send, a length
             if self.length is not None and self.sent_body < self.length and not self.bodyless:
@@ -123,22 +143,21 @@ class Response:
         if data:
             data = self._clip(data)  # a str is refused while a 500 can still be sent
         code = self.code
-        self.bodyless = self.method == "HEAD" or code < 200 or code in (204, 304)
+        self.bodyless = self.method == "HEAD" or code in _BODYLESS
         framing = ""
         if self.length is None:
             if not self.bodyless:
                 if final:
                     framing = f"Content-Length: {len(data)}\r\n"
                     self.length = len(data)
-                elif self.version == "1.1":
+                elif self.protocol == "HTTP/1.1":
                     framing = "Transfer-Encoding: chunked\r\n"
                     self.chunked = True
             elif final and data and self.method == "HEAD":
                 # The length a GET would have had (an app that makes the body for HEAD
                 # too); an empty one says nothing, since many leave it out for HEAD.
                 framing = f"Content-Length: {len(data)}\r\n"
-        head = (f"HTTP/1.1 {self.status}\r\n{self.headers}{framing}"
-                f"{self.date}Connection: close\r\n\r\n").encode("latin-1")
+        head = f"{self.head}{framing}Connection: close\r\n\r\n".encode("latin-1")
         self.sent_head = True
         if self.bodyless or not data:
             self._out(head)
@@ -178,7 +197,7 @@ class Response:
         if not self.sent_head:
             if self.length is None and self.code >= 200 and self.code not in (204, 304):
                 self.length = size  # a file's size is known: no chunking (HEAD says it too)
-                self.headers += f"Content-Length: {size}\r\n"
+                self.head += f"Content-Length: {size}\r\n"
             self._send_head(b"", final=False)
         if self.bodyless:
             return
@@ -193,43 +212,72 @@ class Response:
             self._out(b"\r\n")
 
 
-_NAMES = {}  # header name -> its lower case, once it passed the checks
+_BODYLESS = frozenset([*range(100, 200), 204, 304])  # statuses never with a body
+_STATUSES = {}  # a status line that passed the checks -> its code
+_NAMES = {}  # header name -> what it frames ("content-length", "date"), else "", once checked
+_FRAMING = frozenset(("content-length", "date"))
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _check(status, headers):
-    """The status and headers as PEP 3333 wants them: (head lines, Content-Length, the
-    Date line to add: "" when the application gave its own).  A name or value that
-    could end a header early (a CR or LF) or forge one is refused."""
+    """The status and headers as PEP 3333 wants them: (the code, the head's lines with
+    a Date line unless the application gave its own, Content-Length).  A name or
+    value that could end a header early (a CR or LF) or forge one is refused.
+
+    The names and statuses seen before are known good, and the values are checked
+    together, once joined; anything unusual takes the careful path, which also says
+    what is wrong."""
+    code = _STATUSES.get(status) if type(status) is str else None
+    if code is None:
+        return _check_carefully(status, headers)
+    lines = [f"HTTP/1.1 {status}\r\n"]
+    length = None
+    date = True
+    try:
+        for name, value in headers:
+            framing = _NAMES[name]
+            if framing:
+                if framing == "date":
+                    date = False
+                else:
+                    length = int(value)
+            lines.append(name + ": " + value + "\r\n")
+    except (KeyError, TypeError, ValueError):
+        return _check_carefully(status, headers)
+    head = "".join(lines)
+    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
+        return _check_carefully(status, headers)  # a CR or LF in a value
+    return code, head + _date_line() if date else head, length
+
+
+def _check_carefully(status, headers):
+    """_check(), one field at a time, saying what is wrong."""
     if type(status) is not str or len(status) < 4 or not status[:3].isdigit() \
             or status[3] != " " or "\r" in status or "\n" in status:
         raise ValueError(f"bad status {status!r}: a str such as '200 OK'")
     length = None
-    date = None
-    lines = []
+    date = True
+    lines = [f"HTTP/1.1 {status}\r\n"]
     for item in headers:
         try:
             name, value = item
         except (TypeError, ValueError):
             raise ValueError(f"bad header {item!r}: a (name, value) tuple of str") from None
-        lowered = _NAMES.get(name)
-        if lowered is None:
-            lowered = _check_name(name)
+        framing = _NAMES.get(name) if type(name) is str else None
+        if framing is None:
+            framing = _check_name(name)
         if type(value) is not str or "\n" in value or "\r" in value:
             raise ValueError(f"bad header value {value!r} for {name}")
-        if lowered in _FRAMING:
-            if lowered == "content-length":
-                length = int(value)
-            else:
-                date = ""
+        if framing == "content-length":
+            length = int(value)
+        elif framing == "date":
+            date = False
         lines.append(f"{name}: {value}\r\n")
-    if date is None:
-        date = f"Date: {http_date()}\r\n"
-    return "".join(lines), length, date
-
-
-_FRAMING = frozenset(("content-length", "date"))
+    if len(_STATUSES) < 256:  # the same few statuses, nearly always
+        _STATUSES[status] = int(status[:3])
+    head = "".join(lines)
+    return int(status[:3]), head + _date_line() if date else head, length
 
 
 def _check_name(name):
@@ -238,6 +286,7 @@ def _check_name(name):
     lowered = name.lower()
     if lowered in HOP_BY_HOP:
         raise ValueError(f"hop-by-hop header {name!r} from the application")
+    framing = lowered if lowered in _FRAMING else ""
     if len(_NAMES) < 1024:
-        _NAMES[name] = lowered
-    return lowered
+        _NAMES[name] = framing
+    return framing
