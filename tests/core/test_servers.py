@@ -436,6 +436,40 @@ def test_get_request_failure_is_not_an_error(ss):
     assert errors == []
 
 
+def test_get_request_returns_a_connected_socket_like_accept(ss, stream_kind):
+    # Every family, a listener with a timeout (its connections stay blocking), and a
+    # listener whose class brings its own accept(), which is used.
+    accepted = []
+
+    class Listener(socket.socket):
+        def accept(self):
+            accepted.append(True)
+            return super().accept()
+
+    server = stream_kind.server_class(ss)(stream_kind.address(), ss.BaseRequestHandler)
+    try:
+        server.socket.settimeout(IO_TIMEOUT)
+        for round_ in range(3):
+            if round_ == 2:
+                own = Listener(server.socket.family, server.socket.type,
+                               fileno=os.dup(server.socket.fileno()))
+                server.socket.close()
+                server.socket = own
+            with stream_kind.client() as c:
+                c.connect(server.server_address)
+                conn, address = server.get_request()
+                with conn:
+                    assert (conn.family, conn.type) == (server.socket.family, socket.SOCK_STREAM)
+                    assert conn.gettimeout() is None and conn.getblocking()
+                    conn.sendall(b"x")
+                    assert c.recv(1) == b"x"
+                    if conn.family != socket.AF_UNIX:
+                        assert address == c.getsockname()
+        assert accepted == [True]
+    finally:
+        close_server(server)
+
+
 def test_keyboard_interrupt_in_a_handler_propagates_and_closes_the_request(ss):
     closed = []
 
