@@ -138,17 +138,25 @@ def describe(handler):
 
 
 # Standard-library modules that HTTP handlers (http.server, wsgiref, xmlrpc.server)
-# import.  The master imports them once, before forking, so every worker shares
-# their pages instead of holding a private copy each (several MiB per worker).  They
-# do not change with a deploy; the application's own modules are still imported by
-# each worker after its fork (unless preload), so a reload serves the code on disk.
+# and web frameworks (Flask, Django) import.  The master imports them once, before
+# forking, so every worker shares their pages instead of holding a private copy each
+# (several MiB per worker).  They do not change with a deploy; the application's own
+# modules are still imported by each worker after its fork (unless preload), so a
+# reload serves the code on disk.
 SHARED_STDLIB = ("ssl", "email.parser", "email.message", "email.utils", "http.client",
-                 "http.server", "mimetypes", "html", "shutil", "socketserver")
+                 "http.server", "http.cookies", "mimetypes", "html", "shutil", "socketserver",
+                 "json", "decimal", "uuid", "hashlib", "hmac", "secrets", "dataclasses",
+                 "contextvars", "typing", "datetime", "urllib.parse", "importlib.metadata",
+                 "tempfile", "zipfile", "pickle", "unicodedata", "pprint", "platform", "csv")
 
 
-def import_shared_stdlib():
-    """Import SHARED_STDLIB (in the master, before its first fork)."""
-    for name in SHARED_STDLIB:
+def import_shared_stdlib(front_end=False):
+    """Import SHARED_STDLIB (in the master, before its first fork), and with
+    *front_end* the WSGI front end and its parser too: what is served is named by a
+    string, and may be an application.  It does not change with a deploy either, and
+    shared it spares each worker its own copy (1 MiB); a worker that turns out to
+    serve a handler class never touches it."""
+    for name in SHARED_STDLIB + (("prefork.wsgi",) if front_end else ()):
         try:
             importlib.import_module(name)
         except ImportError:  # a Python built without it (ssl): workers do without too

@@ -24,7 +24,7 @@ from . import logs, policy, report
 from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
 from .errors import BootError, PreforkError
-from .loader import import_shared_stdlib
+from .loader import import_shared_stdlib, is_spec
 from .scoreboard import Scoreboard
 from .signals import SignalInbox
 from .systemd import Notifier
@@ -81,7 +81,7 @@ class Master:
                 self.inbox = SignalInbox(MASTER_SIGNALS)
             else:
                 log.warning("prefork master not in the main thread: signals are not handled")
-            import_shared_stdlib()
+            import_shared_stdlib(front_end=is_spec(self.server.RequestHandlerClass))
             # What the master holds now is the workers' too: frozen, a worker's garbage
             # collections leave those pages alone, so they stay shared (copy-on-write).
             gc.collect()
