@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -86,3 +87,52 @@ def test_the_access_log_is_written_by_the_workers_and_reopened_on_usr1(sockdir, 
         wait_for(lambda: get(m, "/second") and log.exists() and b"/second" in log.read_bytes(),
                  "a line in the new file")
     assert b"/first" in (tmp_path / "access.log.1").read_bytes()
+
+
+ROOT = os.path.dirname(os.path.dirname(HERE))
+GUIDE = os.path.join(ROOT, "docs", "wsgi.rst")
+
+
+@pytest.mark.parametrize("command, answer", [
+    ("prefork serve flaskshop:app", b"flask shop v"),
+    ("prefork serve djangoshop.wsgi:application", b"django shop v"),
+])
+def test_the_guide_s_commands_serve_the_example_shops(command, answer, tmp_path):
+    # docs/wsgi.rst, word for word, run by a shell from a clone: cd, then the command,
+    # with the prefork this Python installed on PATH and PREFORK_BIND for a free port.
+    with open(GUIDE) as f:
+        assert f"   cd examples\n   {command}\n" in f.read(), f"docs/wsgi.rst lost {command!r}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bindir = os.path.dirname(os.path.abspath(sys.executable))
+    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""),
+               PREFORK_BIND=f"127.0.0.1:{port}")
+    with open(tmp_path / "log", "w+") as log:
+        shell = subprocess.Popen(["sh", "-c", f"cd examples\n{command}"], cwd=ROOT, env=env,
+                                 stdout=log, stderr=log, start_new_session=True)
+        try:
+            def answers():
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                        return r.status == 200 and r.read().startswith(answer)
+                except OSError:
+                    return shell.poll() is not None and pytest.fail(_log(log))
+            wait_for(answers, f"{command} to answer")
+        finally:
+            os.killpg(shell.pid, signal.SIGTERM)
+            shell.wait(30)
+
+            def gone():
+                try:
+                    os.killpg(shell.pid, 0)
+                    return False
+                except ProcessLookupError:
+                    return True
+            wait_for(gone, "the master and its workers to stop")
+        assert "Traceback" not in _log(log)
+
+
+def _log(log):
+    log.seek(0)
+    return log.read()
