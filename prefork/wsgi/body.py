@@ -10,7 +10,7 @@ is an OSError for the application, and too slow a client a 408 (HTTPError).
 
 from .errors import HTTPError
 
-__all__ = ["Input", "ClientGone"]
+__all__ = ["Input", "NO_BODY", "ClientGone"]
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -125,3 +125,28 @@ class Input:
                 req.body.clear()
         except (HTTPError, OSError):
             pass
+
+
+class _NoBody:
+    """wsgi.input of a request that has no body (nearly every GET): always empty,
+    so one instance serves them all."""
+
+    used = False
+
+    def read(self, size=-1):
+        return b""
+
+    def readline(self, size=-1):
+        return b""
+
+    def readlines(self, hint=-1):
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+    def drain(self):
+        pass
+
+
+NO_BODY = _NoBody()

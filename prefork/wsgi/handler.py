@@ -17,7 +17,7 @@ import core
 
 from . import environ as environ_mod
 from .accesslog import AccessLog
-from .body import ClientGone, Input
+from .body import NO_BODY, ClientGone, Input
 from .errors import REASONS, HTTPError
 from .request import Request, read_request, request_class
 from .response import Response, http_date
@@ -66,7 +66,8 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         try:
             env = environ_mod.build(req, self._bases.get(id(self.server)) or self._base(),
                                     self.client_address, self.trusted)
-            body = env["wsgi.input"] = Input(req, self.header_timeout)
+            body = env["wsgi.input"] = NO_BODY if req.done and not req.body \
+                else Input(req, self.header_timeout)
             result = self.application(env, response.start_response)
             try:
                 response.send(result)

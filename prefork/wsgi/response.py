@@ -213,7 +213,7 @@ class Response:
 
 
 _BODYLESS = frozenset([*range(100, 200), 204, 304])  # statuses never with a body
-_STATUSES = {}  # a status line that passed the checks -> its code
+_STATUSES = {}  # a status that passed the checks -> its code, its status line
 _NAMES = {}  # header name -> what it frames ("content-length", "date"), else "", once checked
 _FRAMING = frozenset(("content-length", "date"))
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
@@ -228,10 +228,11 @@ def _check(status, headers):
     The names and statuses seen before are known good, and the values are checked
     together, once joined; anything unusual takes the careful path, which also says
     what is wrong."""
-    code = _STATUSES.get(status) if type(status) is str else None
-    if code is None:
+    known = _STATUSES.get(status) if type(status) is str else None
+    if known is None:
         return _check_carefully(status, headers)
-    lines = [f"HTTP/1.1 {status}\r\n"]
+    code, line = known
+    lines = [line]
     length = None
     date = True
     try:
@@ -248,7 +249,9 @@ def _check(status, headers):
     head = "".join(lines)
     if head.count("\n") != len(lines) or head.count("\r") != len(lines):
         return _check_carefully(status, headers)  # a CR or LF in a value
-    return code, head + _date_line() if date else head, length
+    if date:
+        head += _date[2] if time.time() < _date[0] else _next_date()[2]
+    return code, head, length
 
 
 def _check_carefully(status, headers):
@@ -275,7 +278,7 @@ def _check_carefully(status, headers):
             date = False
         lines.append(f"{name}: {value}\r\n")
     if len(_STATUSES) < 256:  # the same few statuses, nearly always
-        _STATUSES[status] = int(status[:3])
+        _STATUSES[status] = (int(status[:3]), lines[0])
     head = "".join(lines)
     return int(status[:3]), head + _date_line() if date else head, length
 
