@@ -8,12 +8,16 @@ Parts (wrk -c8, Connection: close, 2 workers or processes each):
   flask   a Flask "hello" (benchmarks/servers/flask_hello.py): prefork against gunicorn
   memory  the same Flask app with 4 workers, warmed by wrk: the USS (memory no other
           process shares) of the 4 workers and of the master, prefork against gunicorn
+  cpu     where the time goes: the CPU time per request (user and system) of each
+          server's processes under wrk, the hello app, minimal_wsgi against prefork
 
 usage: python benchmarks/wsgi_bench.py [--rounds 3] [--seconds 4] [--parts ...]
 Needs wrk.  The peers come from throwaway venvs under ~/.cache/prefork-bench (made with
 pip when missing), never from this project's dependencies.
 """
 
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -77,10 +81,39 @@ def workers_uss(command, port, env, count, seconds):
         d.stop_group(proc)
 
 
+def cpu_per_request(command, port, env, seconds):
+    """Start *command*, load it with wrk for *seconds*: (req/s, user us, system us) per
+    request, over all of its processes."""
+    proc = subprocess.Popen(command, shell=True, start_new_session=True, env=env,
+                            cwd=d.SERVERS, stdout=subprocess.DEVNULL,
+                            stderr=open(d.scratch(f"cpu-{port}.err"), "w"))
+    try:
+        if not d.wait_http(port):
+            raise SystemExit(f"wsgi_bench: error: nothing answered on {port}")
+        procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+
+        def times():
+            total = [0.0, 0.0]
+            for p in procs:
+                t = p.cpu_times()
+                total[0] += t.user
+                total[1] += t.system
+            return total
+        before = times()
+        out = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", "-H", "Connection: close",
+                              f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
+        after = times()
+        count = int(re.search(r"(\d+) requests in", out).group(1))
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        return rps, *(1e6 * (a - b) / count for a, b in zip(after, before, strict=True))
+    finally:
+        d.stop_group(proc)
+
+
 def main():
     p = d.parser(__doc__)
-    p.add_argument("--parts", nargs="+", default=["hello", "flask", "memory"],
-                   choices=["hello", "flask", "memory"])
+    p.add_argument("--parts", nargs="+", default=["hello", "flask", "memory", "cpu"],
+                   choices=["hello", "flask", "memory", "cpu"])
     a = p.parse_args()
     kit, env, _, _ = d.prepare(a, gunicorn=False)
     exe = peers(a.gunicorn_venv)
@@ -135,6 +168,17 @@ def main():
         summary.append(("USS of 4 Flask workers: prefork / gunicorn",
                         uss["prefork"] / uss["gunicorn"], None))
         print()
+
+    if "cpu" in a.parts:
+        print("\nCPU per request under wrk -c8 (microseconds), the hello app, "
+              f"{a.rounds} rounds:")
+        for _ in range(a.rounds):
+            for name, command in [
+                    ("minimal", lambda q: f"{d.PY} {shlex.quote(kit)}/minimal_wsgi.py {q} 2"),
+                    ("prefork", lambda q: prefork(q, "hello:app"))]:
+                q = port()
+                rps, user, system = cpu_per_request(command(q), q, env, a.seconds)
+                print(f"{name:>12}: {rps:8.0f} req/s  user {user:5.1f}  system {system:5.1f}")
 
     print("\nsummary (ratio, goal):")
     for what, value, goal in summary:
