@@ -296,6 +296,22 @@ def test_readline_readlines_and_a_chunked_body():
     assert json.loads(unchunk(data)) == ["one\n", "two\n", "three\n"]
 
 
+def test_a_request_without_a_body_reads_as_empty_every_way():
+    def everything(environ, start_response):
+        stream = environ["wsgi.input"]
+        seen = [stream.read(100), stream.read(10), stream.readline(), stream.readlines(),
+                list(stream)]
+        start_response("200 OK", TEXT)
+        return [repr(seen).encode()]
+    with Served(validator(everything)) as s:
+        for request in (GET, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+                        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", GET):
+            _, _, body = split_response(s.exchange(request))
+            expected = [b"abc", b"", b"", [], []] if request.endswith(b"abc") else \
+                [b"", b"", b"", [], []]
+            assert unchunk(body) == repr(expected).encode()
+
+
 def test_100_continue_comes_when_the_application_reads():
     with Served(validator(reader)) as s, s.connect() as c:
         c.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
