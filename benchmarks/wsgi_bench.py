@@ -16,11 +16,11 @@ Needs wrk.  The peers come from throwaway venvs under ~/.cache/prefork-bench (ma
 pip when missing), never from this project's dependencies.
 """
 
+import contextlib
 import re
 import shlex
 import subprocess
 import sys
-import time
 
 import _driver as d
 import psutil
@@ -54,51 +54,46 @@ def gunicorn(exe, port, app, workers=2):
     return f"{exe} -w {workers} -b 127.0.0.1:{port} --log-level error {app}"
 
 
-def workers_uss(command, port, env, count, seconds):
-    """Start *command*, load it with wrk for *seconds*, then the USS in MiB of its
-    master and of its *count* workers (the master's children)."""
+@contextlib.contextmanager
+def serving(command, port, env, tag):
+    """*command* started in a session of its own and answering on *port*: its process."""
     proc = subprocess.Popen(command, shell=True, start_new_session=True, env=env,
                             cwd=d.SERVERS, stdout=subprocess.DEVNULL,
-                            stderr=open(d.scratch(f"uss-{port}.err"), "w"))
+                            stderr=open(d.scratch(f"{tag}-{port}.err"), "w"))
     try:
         if not d.wait_http(port):
             raise SystemExit(f"wsgi_bench: error: nothing answered on {port}")
-        d.wrk_latency(port, seconds)
-        shell = psutil.Process(proc.pid)
-        master = next((p for p in [shell, *shell.children()] if len(p.children()) >= count),
-                      None)
-        end = time.monotonic() + 10
-        while master is None or len(master.children()) != count:
-            if time.monotonic() > end:
-                raise SystemExit(f"wsgi_bench: error: no master with {count} workers")
-            time.sleep(0.1)
-            master = next((p for p in [shell, *shell.children()]
-                           if len(p.children()) >= count), None)
-        mib = 1 << 20
-        workers = [p.memory_full_info().uss / mib for p in master.children()]
-        return master.memory_full_info().uss / mib, workers
+        yield psutil.Process(proc.pid)
     finally:
         d.stop_group(proc)
+
+
+def workers_uss(command, port, env, count, seconds):
+    """Start *command*, load it with wrk for *seconds*, then the USS in MiB of its
+    master and of its *count* workers (the master's children)."""
+    with serving(command, port, env, "uss") as shell:
+        d.wrk_latency(port, seconds)
+
+        def master():
+            return next((p for p in [shell, *shell.children()]
+                         if len(p.children()) == count), None)
+        if not d.wait_until(lambda: master() is not None, 10):
+            raise SystemExit(f"wsgi_bench: error: no master with {count} workers")
+        mib = 1 << 20
+        found = master()
+        workers = [p.memory_full_info().uss / mib for p in found.children()]
+        return found.memory_full_info().uss / mib, workers
 
 
 def cpu_per_request(command, port, env, seconds):
     """Start *command*, load it with wrk for *seconds*: (req/s, user us, system us) per
     request, over all of its processes."""
-    proc = subprocess.Popen(command, shell=True, start_new_session=True, env=env,
-                            cwd=d.SERVERS, stdout=subprocess.DEVNULL,
-                            stderr=open(d.scratch(f"cpu-{port}.err"), "w"))
-    try:
-        if not d.wait_http(port):
-            raise SystemExit(f"wsgi_bench: error: nothing answered on {port}")
-        procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    with serving(command, port, env, "cpu") as shell:
+        procs = [shell, *shell.children(recursive=True)]
 
         def times():
-            total = [0.0, 0.0]
-            for p in procs:
-                t = p.cpu_times()
-                total[0] += t.user
-                total[1] += t.system
-            return total
+            return [sum(p.cpu_times().user for p in procs),
+                    sum(p.cpu_times().system for p in procs)]
         before = times()
         out = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", "-H", "Connection: close",
                               f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
@@ -106,8 +101,6 @@ def cpu_per_request(command, port, env, seconds):
         count = int(re.search(r"(\d+) requests in", out).group(1))
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         return rps, *(1e6 * (a - b) / count for a, b in zip(after, before, strict=True))
-    finally:
-        d.stop_group(proc)
 
 
 def main():
