@@ -156,9 +156,6 @@ class Slot:
     def beat(self, now=None):
         self._put(_BEAT, time.monotonic() if now is None else now)
 
-    def count_request(self):
-        self._served += 1
-
     def set_note(self, text):
         """One line (cut to fit), read up to its NUL: only its own bytes are written,
         so noting each request costs little."""

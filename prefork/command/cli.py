@@ -99,23 +99,6 @@ examples:
 """
 
 
-def cli_values(args):
-    """The options given on the command line, typed."""
-    values = {}
-    for s in config_mod.SETTINGS:
-        if s.name not in vars(args):
-            continue
-        raw = getattr(args, s.name)
-        if s.kind.action == "store_true":
-            values[s.name] = bool(raw)
-        elif s.kind.action == "append":
-            values[s.name] = tuple(raw)
-        else:
-            values[s.name] = config_mod.parse_value(
-                s, raw, s.flag if s.source == "flag" else s.name)
-    return values
-
-
 def main(argv=None):
     # Set when this process is the new master of an upgrade: its old master hears of
     # a failure through it.

@@ -24,9 +24,8 @@ class Input:
 
     used = False  # the application asked for body bytes
 
-    def __init__(self, request, timeout):
+    def __init__(self, request):
         self._req = request
-        self._timeout = timeout
         self._buf = bytearray()
 
     def _take(self):
@@ -51,7 +50,7 @@ class Input:
             except OSError as e:
                 raise ClientGone(f"sending 100 Continue: {e}") from None
         try:
-            data = req.recv(self._timeout)
+            data = req.recv(req.header_timeout)
         except OSError as e:  # reset or closed: HTTPError (too slow) goes through
             raise ClientGone(f"reading the body: {e}") from None
         if not data:
@@ -118,7 +117,7 @@ class Input:
         req.body.clear()
         try:
             while not req.done and req.body_size < most:
-                data = req.recv(min(self._timeout, 1.0))
+                data = req.recv(min(req.header_timeout, 1.0))
                 if not data:
                     return
                 req.feed(data)

@@ -19,14 +19,14 @@ from . import environ as environ_mod
 from .accesslog import AccessLog
 from .body import NO_BODY, ClientGone, Input
 from .errors import REASONS, HTTPError
-from .request import Request, read_request, request_class
-from .response import Response, http_date
+from .request import LIMITS, Request, read_request, request_class
+from .response import Response, date_line
 
 __all__ = ["WSGIRequestHandler", "handler_for", "SETTINGS"]
 
-# The settings a handler takes (names shared with prefork's Config), and their defaults.
-SETTINGS = {"max_request_line": 8190, "max_headers": 100, "max_header_size": 8190,
-            "max_body_size": 0, "header_timeout": 10.0,
+# The settings a handler takes (names shared with prefork's Config), and their defaults:
+# the request's limits as Request declares them, then the handler's own.
+SETTINGS = {**{name: getattr(Request, name) for name in LIMITS},
             "forwarded_allow_ips": "127.0.0.1,::1", "access_log": "",
             "access_log_format": "combined"}
 
@@ -35,12 +35,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
     """Serves ``application`` (set by handler_for()) over one connection."""
 
     application = None
-    max_request_line = SETTINGS["max_request_line"]
-    max_headers = SETTINGS["max_headers"]
-    max_header_size = SETTINGS["max_header_size"]
-    max_body_size = SETTINGS["max_body_size"]
-    header_timeout = SETTINGS["header_timeout"]
-    request_class = Request
+    request_class = Request  # with the limits: max_request_line... header_timeout
     trusted = environ_mod.Trusted(SETTINGS["forwarded_allow_ips"])
     access = None           # an AccessLog, or None
     _bases = {}             # id(server) -> its base environ
@@ -67,7 +62,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             env = environ_mod.build(req, self._bases.get(id(self.server)) or self._base(),
                                     self.client_address, self.trusted)
             body = env["wsgi.input"] = NO_BODY if req.done and not req.body \
-                else Input(req, self.header_timeout)
+                else Input(req)
             result = self.application(env, response.start_response)
             try:
                 response.send(result)
@@ -108,7 +103,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         try:
             self.request.sendall(
                 f"HTTP/1.1 {error.status} {reason}\r\nContent-Type: text/plain\r\n"
-                f"Content-Length: {len(body)}\r\nDate: {http_date()}\r\n"
+                f"Content-Length: {len(body)}\r\n{date_line()}"
                 "Connection: close\r\n\r\n".encode() + body)
         except OSError:
             pass
@@ -150,10 +145,7 @@ def handler_for(application, settings=None, **more):
     if unknown:
         raise TypeError(f"unknown handler settings: {', '.join(sorted(unknown))}")
     values.update(more)
-    attrs = {name: values[name] for name in ("max_request_line", "max_headers",
-                                             "max_header_size", "max_body_size",
-                                             "header_timeout")}
-    attrs["application"] = staticmethod(application)
+    attrs = {"application": staticmethod(application)}
     attrs["request_class"] = request_class(SimpleNamespace(**values))
     attrs["trusted"] = environ_mod.Trusted(values["forwarded_allow_ips"])
     attrs["access"] = AccessLog(values["access_log"], values["access_log_format"]) \

@@ -23,10 +23,12 @@ import httptools
 
 from .errors import HTTPError
 
-__all__ = ["Request", "request_class", "read_request"]
+__all__ = ["Request", "request_class", "read_request", "LIMITS"]
 
 RECV = 65536
 MSG_DONTWAIT = socket.MSG_DONTWAIT
+LIMITS = ("max_request_line", "max_headers", "max_header_size", "max_body_size",
+          "header_timeout")  # Request's settings, the class attributes below
 
 
 class Request:
@@ -203,9 +205,7 @@ class Request:
 def request_class(limits):
     """A Request class with *limits*'s max_request_line, max_headers,
     max_header_size, max_body_size and header_timeout."""
-    values = {name: getattr(limits, name) for name in (
-        "max_request_line", "max_headers", "max_header_size", "max_body_size",
-        "header_timeout")}
+    values = {name: getattr(limits, name) for name in LIMITS}
     values["max_head"] = _max_head(values["max_request_line"], values["max_headers"],
                                    values["max_header_size"])
     return type("Request", (Request,), values)

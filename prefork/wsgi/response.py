@@ -19,28 +19,21 @@ import time
 from .body import ClientGone
 from .filewrapper import FileWrapper
 
-__all__ = ["Response", "http_date"]
+__all__ = ["Response", "date_line"]
 
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate",
                         "proxy-authorization", "te", "trailer", "trailers",
                         "transfer-encoding", "upgrade"))
-_date = [0.0, "", ""]  # the next second, its Date value, its Date line
+_date = [0.0, ""]  # the next second, and the Date line until then
 
 
-def http_date():
-    """The Date header's value, made at most once a second."""
-    return _date[1] if time.time() < _date[0] else _next_date()[1]
-
-
-def _date_line():
-    return _date[2] if time.time() < _date[0] else _next_date()[2]
-
-
-def _next_date():
-    now = time.time()
-    value = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
-    _date[:] = [float(int(now) + 1), value, f"Date: {value}\r\n"]
-    return _date
+def date_line():
+    """The Date header's line, made at most once a second."""
+    if time.time() >= _date[0]:
+        now = time.time()
+        _date[:] = [float(int(now) + 1), time.strftime(
+            "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", time.gmtime(now))]
+    return _date[1]
 
 
 class Response:
@@ -250,7 +243,7 @@ def _check(status, headers):
     if head.count("\n") != len(lines) or head.count("\r") != len(lines):
         return _check_carefully(status, headers)  # a CR or LF in a value
     if date:
-        head += _date[2] if time.time() < _date[0] else _next_date()[2]
+        head += date_line()
     return code, head, length
 
 
@@ -280,7 +273,7 @@ def _check_carefully(status, headers):
     if len(_STATUSES) < 256:  # the same few statuses, nearly always
         _STATUSES[status] = (int(status[:3]), lines[0])
     head = "".join(lines)
-    return int(status[:3]), head + _date_line() if date else head, length
+    return int(status[:3]), head + date_line() if date else head, length
 
 
 def _check_name(name):

@@ -104,9 +104,11 @@ def test_scoreboard_slots_are_shared_with_a_child():
             try:
                 child = board[2]
                 child.set_pid(os.getpid())
-                child.count_request()
-                child.count_request()
-                child.set_state(BUSY, now=123.5)
+                child.begin_request(1.0)  # two requests served, as a worker serves them
+                child.end_request(2.0)
+                child.begin_request(3.0)
+                child.end_request(4.0)
+                child.begin_request(123.5)
                 child.set_note("ImportError: é")
             finally:
                 os._exit(0)
@@ -135,9 +137,8 @@ def test_a_reader_never_sees_a_field_half_written():
             try:
                 slot = board[0]
                 for _ in range(100_000):
-                    slot.set_state(BUSY)
-                    slot.count_request()
-                    slot.set_state(IDLE)
+                    slot.begin_request(time.monotonic())
+                    slot.end_request(time.monotonic())
             finally:
                 os._exit(0)
         reader, torn, reads = board[0], 0, 0
