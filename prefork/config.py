@@ -264,6 +264,12 @@ class Config:
         "int", 100, "HTTP: the most header fields in a request (431 past it)", minimum=1)
     max_header_size: int = setting(
         "int", 8190, "HTTP: the longest header field, name and value (431 past it)", minimum=1)
+    keepalive_timeout: float = setting(
+        "seconds", 75.0, "HTTP: how long the master holds an idle persistent connection "
+        "between requests (0: close each connection after its response)", pool=True)
+    max_idle_connections: int = setting(
+        "int", 1000, "HTTP: the most idle persistent connections the master holds; past "
+        "it the longest idle is closed", minimum=1, pool=True)
     max_body_size: int = setting(
         "size", 0, "HTTP: the largest request body (413 past it; e.g. 10M; 0: no limit)")
     header_timeout: float = setting(

@@ -26,6 +26,8 @@ class Deployment:
     #                           abandons the reload.  None: the server's own attributes
     upgrade: object = None    # upgrade.Plan for a new master image; None refuses SIGUSR2
     takeover: object = None   # in the new master of an upgrade: called once it is ready
+    idle_channel: tuple = ()  # in the new master of an upgrade: the old master's channel
+    #                           for idle keep-alive connections (its two sockets), shared
 
 
 class Ending(enum.Enum):

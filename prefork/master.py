@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 
+from . import keeper as keeper_mod
 from . import logs, policy, report
 from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
@@ -69,6 +70,7 @@ class Master:
         self._stop_requested = False
         self._catch_up = False
         self.inbox = self.board = self.notifier = self.control = self.poller = None
+        self.keeper = None  # the idle keep-alive connections (keeper.Keeper), stream servers
         self.started = time.time()
 
     # -- the loop -------------------------------------------------------------------
@@ -100,6 +102,7 @@ class Master:
             if self.deployment.control is not None:
                 self.control = ControlSocket(self.deployment.control)
                 self.poller.register(self.control, select.POLLIN)
+            self._start_keeper()
             self.server.service_actions()
             while not self.done:
                 try:
@@ -116,13 +119,24 @@ class Master:
         return Ending.HANDED_OVER if self.upgrader.handed_over else Ending.STOPPED
 
     def _turn(self):
+        keeper = self.keeper
         deadlines = [self.pool.next_deadline(self._beats()), self._next_watchdog,
                      self.upgrader.deadline()]
         deadline = min((d for d in deadlines if d is not None), default=None)
-        timeout = None if deadline is None else max(0, deadline - time.monotonic())
+        idle_deadline = keeper.next_deadline() if keeper else None
+        soonest = deadline if idle_deadline is None else \
+            idle_deadline if deadline is None else min(deadline, idle_deadline)
+        timeout = None if soonest is None else max(0, soonest - time.monotonic())
         if self._catch_up:
             self._catch_up, timeout = False, 0
         events = self.poller.poll(None if timeout is None else timeout * 1000 + 1)
+        if keeper is not None:
+            # Idle connections first, and alone when nothing else woke the loop: under
+            # keep-alive load most turns are theirs, and take no more than this.
+            events = self._serve_idle(events)
+            if not events and not self._catch_up and (
+                    deadline is None or time.monotonic() < deadline):
+                return
         upgrade_fds = self.upgrader.fds()
         for fd, _ in events:
             if self.inbox and fd == self.inbox.fileno():
@@ -138,6 +152,48 @@ class Master:
             else:
                 self._on_worker_message(fd)
         self.server.service_actions()
+
+    def _start_keeper(self):
+        """Hold idle keep-alive connections, when the pool serves a stream socket: with
+        the channel inherited from the old master of an upgrade, or a new one."""
+        socks = [self.server.socket, *(srv.socket for srv in self.deployment.servers)]
+        if not any(sock.type == socket.SOCK_STREAM for sock in socks):
+            return
+        inherited = self.deployment.idle_channel
+        channel = keeper_mod.Channel(inherited) if inherited else keeper_mod.Channel()
+        cfg = self.pool.cfg
+        self.keeper = keeper_mod.Keeper(channel, cfg.keepalive_timeout,
+                                        cfg.max_idle_connections)
+        self._idle_fds = self.keeper.fds()
+        self._idle_out = False
+        for fd in self._idle_fds:
+            self.poller.register(fd, select.POLLIN)
+
+    def _serve_idle(self, events):
+        """Take back idle connections, pass on those a request came on, close those
+        timed out; return the other events."""
+        keeper = self.keeper
+        channel_fd, epoll_fd = self._idle_fds
+        now = time.monotonic()
+        rest = []
+        for fd, mask in events:
+            if fd == channel_fd:
+                if mask & select.POLLIN:
+                    keeper.take_back(now)
+                if mask & select.POLLOUT:
+                    keeper.flush()
+            elif fd == epoll_fd:
+                keeper.pass_ready()
+            else:
+                rest.append((fd, mask))
+        deadline = keeper.next_deadline()
+        if deadline is not None and deadline <= now:
+            keeper.expire(now)
+        if keeper.waiting() != self._idle_out:  # the channel was full: wait until it is not
+            self._idle_out = keeper.waiting()
+            self.poller.modify(channel_fd, select.POLLIN | (select.POLLOUT if self._idle_out
+                                                            else 0))
+        return rest
 
     def service_actions(self):
         """Reap exited workers, take the samples the policy asks for, and carry out
@@ -168,12 +224,12 @@ class Master:
 
     def status(self):
         """One line on the pool, for logs and systemd's STATUS=."""
-        return report.status_line(self.pool, self.board, self.upgrader)
+        return report.status_line(self.pool, self.board, self.upgrader, self.keeper)
 
     def snapshot(self):
         """The pool as data, for `prefork status`."""
         return report.snapshot(self.pool, self.board, self.upgrader, self.cfg.name,
-                               self.started)
+                               self.started, self.keeper)
 
     def request_stop(self):
         """From any thread: stop gracefully, as SIGTERM would."""
@@ -209,6 +265,9 @@ class Master:
             reread = self.deployment.reread
             cfg = reread() if reread else self.server.prefork_config()
             self._apply(self.pool.reconfigure(cfg, self.board.size))
+            if self.keeper is not None:
+                self.keeper.timeout = cfg.keepalive_timeout
+                self.keeper.limit = cfg.max_idle_connections
         except Exception as e:
             log.error("reload abandoned, workers unchanged: %s", e,
                       exc_info=not isinstance(e, PreforkError))
@@ -227,12 +286,17 @@ class Master:
         log.info("%s: %s stop", why, "graceful" if graceful else "fast")
         if self.upgrader.stop(graceful):
             log.warning("upgrade: stopping the new master %d too", self.upgrader.successor.pid)
+        if self.keeper is not None:
+            self.keeper.stop_holding()  # idle: closed now, and each one given back
         self._apply(self.pool.stop(graceful, time.monotonic()))
 
     def start_upgrade(self):
         """Start a new master image on the same sockets; return why not, or ""."""
+        idle = self.keeper.channel if self.keeper else None
         why = self.upgrader.start(time.monotonic(), self.pool.cfg.boot_timeout,
-                                  self.pool.stopping is not None)
+                                  self.pool.stopping is not None,
+                                  (idle.master_end.fileno(), idle.workers_end.fileno())
+                                  if idle else ())
         if why:
             log.warning("upgrade (SIGUSR2) refused: %s", why)
             return why
@@ -268,6 +332,12 @@ class Master:
         if self.control:  # its path names the new master's socket now: stop answering
             self.poller.unregister(self.control)
             self.control = None
+        if self.keeper is not None:
+            # The new master shares the channel: it holds the idle connections from now
+            # on, these and those the retiring workers give back.
+            for fd in self._idle_fds:
+                self._forget(fd)
+            self.keeper.give_all(self.keeper.channel.workers_end)
         self._apply(self.pool.stop(True, time.monotonic()))
 
     def _drain_waker(self):
@@ -401,6 +471,8 @@ class Master:
             servers=(self.server, *self.deployment.servers), settings=cfg,
             beat_interval=cfg.timeout / 4 if cfg.timeout else 0,
             close_fds=self._master_fds() + [mine.fileno()],
+            channel=self.keeper.channel.workers_end if self.keeper else None,
+            keepalive=cfg.keepalive_timeout > 0,
             title=f"prefork: worker {spawn.slot} gen {spawn.generation}{name}")
         # Objects made since the start are frozen too, so a worker's collections leave
         # them shared.  An unreachable cycle frozen here is never collected; the loop
@@ -461,6 +533,8 @@ class Master:
             fds.append(self.notifier.fileno())
         if self.deployment.control is not None:
             fds.append(self.deployment.control.fileno())
+        if self.keeper is not None:
+            fds += self.keeper.fds()
         return [fd for fd in fds if fd >= 0]
 
     def _reopen_logs(self):
@@ -485,6 +559,9 @@ class Master:
             self.inbox.restore()
         if self.board:
             self.board.close()
+        if self.keeper is not None:
+            self.keeper.close()
+            self.keeper.channel.close()
         if self.notifier:
             self.notifier.close()
         self._waker_r.close()

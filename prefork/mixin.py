@@ -45,6 +45,8 @@ class PreforkMixIn:
     _master = None
     _stop_before_start = False
     _note = None  # in a worker: where note_request() writes (its scoreboard slot)
+    _keeps = False  # in a worker of a pool with keep-alive on a stream socket: True
+    _kept = None  # the connection keep_alive() was asked to keep, until the worker has it
 
     @classmethod
     def over_socket(cls, sock, RequestHandlerClass):
@@ -110,6 +112,42 @@ class PreforkMixIn:
         request line."""
         if self._note is not None:
             self._note(text)
+
+    def keep_alive(self, request, keep=True):
+        """Ask, from a handler, that the connection *request* be kept open once the
+        request ends, for the client's next request: True when it will be.
+
+        In a worker of a pool with ``keepalive_timeout`` above 0, serving a stream
+        socket, it will: when the handler returns, shutdown_request() leaves the
+        connection open and the worker hands it to the master, which holds it while
+        it is idle and passes it to whichever worker is free once the next request
+        arrives, where a new handler serves it.  Call it only when nothing the client
+        sent is left unread in the handler's own buffers (a StreamRequestHandler's
+        rfile reads ahead), and frame the answer so the client can tell where it
+        ends.  Anywhere else it returns False, and the connection closes as usual.
+        ``keep_alive(request, False)`` takes the request back."""
+        if keep and self._keeps:
+            self._kept = request
+            return True
+        if self._kept is request:
+            self._kept = None
+        return False
+
+    def next_request(self, request):
+        """Ask, from a handler that would serve another request on the connection
+        *request* in the same handle() call (its bytes have come already), whether it
+        may: True counts it as a request of this worker.  False when the worker should
+        move on (its max_requests reached, told to stop, or many served in a row):
+        the handler returns instead, and a connection it kept goes to the master,
+        which passes it to a free worker at once."""
+        return True
+
+    def shutdown_request(self, request):
+        """Close the connection, unless keep_alive() kept it: then it stays open for
+        the worker to hand to the master."""
+        if request is self._kept:
+            return
+        super().shutdown_request(request)
 
     # -- hooks ------------------------------------------------------------------------
 

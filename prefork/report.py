@@ -10,11 +10,13 @@ from .scoreboard import BUSY
 __all__ = ["status_line", "snapshot"]
 
 
-def status_line(pool, board, upgrader):
+def status_line(pool, board, upgrader, keeper=None):
     c = pool.counts()
     served = sum(board[w.slot].requests for w in pool.workers.values())
     line = (f"{c[READY]} workers ready, {c[BOOTING]} booting, generation {pool.generation}, "
             f"{served} requests by live workers")
+    if keeper is not None and keeper.idle:
+        line += f", {len(keeper.idle)} idle connections held"
     if pool.reloads["ok"] or pool.reloads["failed"]:
         line += (f"; reloads: {pool.reloads['ok']} ok, {pool.reloads['failed']} failed, "
                  f"last {pool.last_reload}")
@@ -23,8 +25,9 @@ def status_line(pool, board, upgrader):
     return line
 
 
-def snapshot(pool, board, upgrader, name, started):
-    """The master, each worker (with its requests, busy flag and memory), totals."""
+def snapshot(pool, board, upgrader, name, started, keeper=None):
+    """The master, each worker (with its requests, busy flag and memory), the idle
+    connections held (*keeper*), totals."""
     from .limits import sample_rss  # psutil: only when somebody asks
 
     me = os.getpid()
@@ -42,5 +45,14 @@ def snapshot(pool, board, upgrader, name, started):
         "upgrade": {"new_master": succ.pid if succ and not upgrader.handed_over else None,
                     "last": upgrader.last},
         "workers": workers,
+        "idle_connections": _idle(keeper),
         "totals": {"workers": len(workers), "requests": sum(w["requests"] for w in workers),
                    "rss": sum(w["rss"] for w in workers) + rss.get(me, 0)}}
+
+
+def _idle(keeper):
+    """The idle keep-alive connections: held now, and what became of those given back."""
+    if keeper is None:
+        return None
+    return {"held": len(keeper.idle), "timeout": keeper.timeout, "limit": keeper.limit,
+            **{k.replace(" ", "_"): v for k, v in keeper.counts.items()}}

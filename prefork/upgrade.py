@@ -90,8 +90,9 @@ class Successor:
     said: bytes = b""
 
     @classmethod
-    def start(cls, plan):
-        """Fork the go-between, which forks the new image; return the Successor."""
+    def start(cls, plan, idle=()):
+        """Fork the go-between, which forks the new image; return the Successor.
+        *idle*: the descriptors of the channel for idle connections, passed on too."""
         read_end, write_end = os.pipe()
         pid_r, pid_w = os.pipe()
         me = os.getpid()
@@ -109,7 +110,7 @@ class Successor:
                 pid = os.fork()
                 if pid == 0:
                     os.close(pid_w)
-                    exec_image(plan, write_end, me)  # never returns
+                    exec_image(plan, write_end, me, idle)  # never returns
                 os.write(pid_w, str(pid).encode())
                 status = 0
             finally:
@@ -186,14 +187,14 @@ class Upgrader:
         self.handed_over = False
         self.last = ""
 
-    def start(self, now, boot_timeout, stopping):
+    def start(self, now, boot_timeout, stopping, idle=()):
         """Start a new master image, to be ready within *boot_timeout* + SLACK; return
-        why not ("" once started)."""
+        why not ("" once started).  *idle*: the fds of the idle connections' channel."""
         why = refusal(self.plan, os.getpid(), self.successor is not None, stopping)
         if why:
             return why
         try:
-            self.successor = Successor.start(self.plan)
+            self.successor = Successor.start(self.plan, idle)
         except OSError as e:
             return f"fork failed: {e.strerror}"
         after = boot_timeout + SLACK
@@ -266,15 +267,16 @@ class Upgrader:
         succ.close()
 
 
-def exec_image(plan, ready_fd, old_master):
+def exec_image(plan, ready_fd, old_master, idle=()):
     """In the forked process: exec the new master image.  Never returns."""
     try:
         env = dict(os.environ)
         env[ENV] = json.dumps({"pid": os.getpid(), "master": old_master, "ready": ready_fd,
-                               "pidfile": plan.pidfile_fd, "listeners": plan.listeners})
+                               "pidfile": plan.pidfile_fd, "listeners": plan.listeners,
+                               "idle": list(idle)})
         if "WATCHDOG_USEC" in env:
             env["WATCHDOG_PID"] = str(os.getpid())  # the new master keeps the watchdog fed
-        for fd in (ready_fd, plan.pidfile_fd, *(fd for fd, _, _ in plan.listeners)):
+        for fd in (ready_fd, plan.pidfile_fd, *(fd for fd, _, _ in plan.listeners), *idle):
             if fd >= 0:
                 os.set_inheritable(fd, True)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -19,11 +19,12 @@ import logging
 import os
 import select
 import signal
+import socket
 import sys
 import time
 import traceback
 
-from . import logs
+from . import keeper, logs
 from .errors import HandlerImportError
 from .loader import is_spec, load_handler
 from .policy import EXIT_BOOT_FAILED, EXIT_IMPORT_FAILED, STACK_SIGNAL
@@ -69,6 +70,8 @@ class WorkerPlan:
     beat_interval: float     # seconds between heartbeats while idle; 0: none
     close_fds: list          # the master's descriptors, closed first thing
     title: str
+    channel: object = None   # the idle connections' channel (workers_end), if any
+    keepalive: bool = False  # hand idle persistent connections to the master
 
 
 def run_worker(server, plan):
@@ -107,17 +110,25 @@ def _live(server, plan):
         srv._note = slot.set_note  # for note_request(): this worker's slot
         if getattr(type(srv), "note_request", None) is PreforkMixIn.note_request:
             srv.note_request = slot.set_note  # the same, one call shorter
+    tally = _Tally(slot, plan.max_requests, inbox)
+    for srv in servers:
+        if getattr(type(srv), "next_request", None) is PreforkMixIn.next_request:
+            srv.next_request = tally.next_request
     by_fd = {srv.socket.fileno(): srv for srv in servers}
+    channel = plan.channel
+    kept = _Kept(channel, servers, plan.keepalive) if channel is not None else None
     ep = select.epoll()
     try:
         for fd, srv in by_fd.items():
             srv.socket.setblocking(False)  # a woken worker that loses the race gets EAGAIN
             ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        if kept is not None:  # connections whose next request came, from the master
+            ep.register(channel.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            by_fd[channel.fileno()] = kept
         ep.register(plan.control.fileno(), select.EPOLLIN)
         ep.register(inbox.fileno(), select.EPOLLIN)
         slot.set_state(IDLE)
         plan.control.send(b"R")
-        served = 0
         timeout = min(plan.beat_interval or IDLE_ACCEPT_INTERVAL, IDLE_ACCEPT_INTERVAL)
         control_fd, inbox_fd = plan.control.fileno(), inbox.fileno()
         while True:
@@ -136,19 +147,22 @@ def _live(server, plan):
                     leaving = leaving or signal.SIGTERM in received
             if not events:
                 slot.beat()  # idle: show the master this worker is alive
-                take = servers  # and try each socket, as a safety net (below)
+                take = list(by_fd.values())  # and try each socket, as a safety net (below)
             # A wake-up for a listener is this worker's alone (EPOLLEXCLUSIVE): it
             # takes the connection even when it is leaving, or nobody may be woken
             # for it.  Greedy: while connections wait, it keeps taking them before
             # sleeping again, so a hot worker serves a burst instead of waking cold ones.
             for srv in take:
+                passed_on = srv.serve_next if srv is kept else None
                 burst = 0
-                while burst < GREEDY_BURST and _serve_one(srv, slot):
-                    served += 1
+                while burst < GREEDY_BURST and (passed_on(slot) if passed_on
+                                                else _serve_one(srv, slot, kept)):
+                    tally.served += 1
+                    tally.in_place = 0
                     burst += 1
-                    if inbox.pending() or (plan.max_requests and served >= plan.max_requests):
+                    if inbox.pending() or tally.used_up():
                         break
-            if leaving or (plan.max_requests and served >= plan.max_requests):
+            if leaving or tally.used_up():
                 break
         slot.set_state(STOPPING)
         _call_hook(server, "worker_exit", plan.info)
@@ -220,13 +234,14 @@ def _told_to_go(control):
     return not data or b"Q" in data  # EOF: the master is gone
 
 
-def _serve_one(server, slot):
+def _serve_one(server, slot, kept=None):
     """Take one request, if this worker wins it, and serve it through the server's hooks.
 
     The same request path as BaseServer's handle_request() (get_request,
     verify_request, process_request, handle_error, shutdown_request), written out
     here rather than called: the worker marks its slot busy once it has a request
-    and idle after it, and counts it, which the master's scoreboard needs."""
+    and idle after it, and counts it, which the master's scoreboard needs.  A
+    connection the handler kept (keep_alive()) goes to the master (*kept*)."""
     try:
         request, client_address = server.get_request()
     except OSError:
@@ -234,16 +249,113 @@ def _serve_one(server, slot):
     slot.begin_request(time.monotonic())
     try:
         if server.verify_request(request, client_address):
-            try:
-                server.process_request(request, client_address)
-            except Exception:
-                server.handle_error(request, client_address)
-                server.shutdown_request(request)
+            _process(server, request, client_address, kept)
         else:
             server.shutdown_request(request)
     finally:
         slot.end_request(time.monotonic())
     return True
+
+
+def _process(server, request, client_address, kept):
+    try:
+        server.process_request(request, client_address)
+    except Exception:
+        server._kept = None
+        server.handle_error(request, client_address)
+        server.shutdown_request(request)
+        return
+    if server._kept is not None:
+        server._kept = None
+        kept.give(server, request, client_address)
+
+
+class _Tally:
+    """The requests this worker has served, counting those a handler serves in place
+    on a connection (next_request()), against max_requests."""
+
+    def __init__(self, slot, max_requests, inbox):
+        self.slot = slot
+        self.max_requests = max_requests
+        self.inbox = inbox
+        self.served = 0
+        self.in_place = 0  # served in a row on the connection at hand
+
+    def used_up(self):
+        return self.max_requests and self.served >= self.max_requests
+
+    def next_request(self, request):
+        if self.in_place >= GREEDY_BURST or self.inbox.pending() or \
+                (self.max_requests and self.served + 1 >= self.max_requests):
+            return False
+        self.served += 1
+        self.in_place += 1
+        now = time.monotonic()
+        self.slot.end_request(now)  # one request ends, the next begins
+        self.slot.begin_request(now)
+        return True
+
+
+class _Kept:
+    """This worker's side of the idle connections' channel: it gives the master a
+    connection kept for its next request, and serves one the master passes back."""
+
+    def __init__(self, channel, servers, keepalive):
+        self.channel = channel
+        self.servers = servers
+        self.index = {}
+        self.kinds = []
+        for i, srv in enumerate(servers):
+            sock = srv.socket
+            self.index[id(srv)] = i
+            self.kinds.append((sock.family, sock.type, sock.proto))
+            if sock.type == socket.SOCK_STREAM:
+                srv._keeps = keepalive
+
+    def give(self, server, conn, address):
+        """Hand the idle connection *conn* to the master; closed if it cannot take it."""
+        fd = conn.fileno()
+        if fd >= 0 and not keeper.give(self.channel, fd, _payload(self.index[id(server)],
+                                                                   address)):
+            server.shutdown_request(conn)  # the master is not taking any: close it
+            return
+        conn.close()  # the master holds it now; this process's descriptor goes
+
+    def serve_next(self, slot):
+        """Serve a connection the master passed on, if this worker wins one."""
+        got = keeper.receive(self.channel)
+        if got is None or got[0] < 0:
+            return False
+        fd, payload = got
+        index, address = _address(payload)
+        server = self.servers[index]
+        request = socket.socket(*self.kinds[index], fd)
+        slot.begin_request(time.monotonic())
+        try:
+            _process(server, request, address, self)
+        finally:
+            slot.end_request(time.monotonic())
+        return True
+
+
+def _payload(index, address):
+    """Which server, and the client's address, as the master carries them."""
+    if isinstance(address, tuple):
+        return f"{index}|{'|'.join(map(str, address))}".encode()
+    if isinstance(address, bytes):
+        return f"{index}|b{address.hex()}".encode()
+    return f"{index}|u{address or ''}".encode()
+
+
+def _address(payload):
+    index, _, rest = payload.decode().partition("|")
+    kind = rest[:1]
+    if kind == "u":
+        return int(index), rest[1:]
+    if kind == "b":
+        return int(index), bytes.fromhex(rest[1:])
+    host, *numbers = rest.split("|")
+    return int(index), (host, *map(int, numbers))
 
 
 def _call_hook(server, name, info, raise_errors=False):

@@ -135,6 +135,13 @@ def cmd_status(args):
     t = reply["totals"]
     print(f"{'total':>8} {t['workers']:>4} {'':>4} {'':<11} {t['requests']:>9} "
           f"{_mib(t['rss']):>8}  (RSS with the master)")
+    idle = reply.get("idle_connections")
+    if idle:
+        print(f"idle connections: {idle['held']} held by the master (at most {idle['limit']}, "
+              f"{idle['timeout']:g}s each); since start: {idle['taken_back']} given back, "
+              f"{idle['passed']} passed to a worker, {idle['timed_out']} timed out, "
+              f"{idle['over_limit']} over the limit, {idle['closed_by_client']} closed "
+              "by the client")
     return 0
 
 

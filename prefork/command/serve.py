@@ -162,7 +162,8 @@ class Service:
                 master_files=tuple(f for f in (self.pidfile, old) if f),
                 reread=self.reread,
                 upgrade=plan_for(self.listeners, self.pidfile.fd if self.pidfile else -1),
-                takeover=self._take_over if old else None), cfg)
+                takeover=self._take_over if old else None,
+                idle_channel=old.idle_channel() if old else ()), cfg)
         finally:
             # After an upgrade the successor owns the socket files and the pidfile; a
             # new master that never took over leaves them to the old one.

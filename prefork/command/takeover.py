@@ -5,6 +5,7 @@ prefork.upgrade; the protocol, PREFORK_UPGRADE and the pipe's messages, is there
 
 import json
 import os
+import socket
 import sys
 
 from ..upgrade import ENV, FAILED, READY, Plan
@@ -23,6 +24,7 @@ class Inherited:
         # (FileDescriptorName=), and each must reach the new master.
         self.listeners = [(spec, fd, inherited) for fd, spec, inherited in info["listeners"]]
         self.old_pid = info["master"]
+        self.idle_fds = info.get("idle") or []
         os.set_inheritable(self.ready_fd, False)  # this master's alone, not a later exec's
 
     @classmethod
@@ -42,6 +44,18 @@ class Inherited:
     def fileno(self):
         """The pipe to the old master, until ready() or failed() closes it (-1)."""
         return self.ready_fd
+
+    def idle_channel(self):
+        """The old master's channel for idle keep-alive connections, shared from now on:
+        (master_end, workers_end) sockets, or () when it had none."""
+        if len(self.idle_fds) != 2:
+            return ()
+        pair = []
+        for fd in self.idle_fds:
+            os.set_inheritable(fd, False)
+            pair.append(socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, 0, fd))
+        self.idle_fds = []
+        return tuple(pair)
 
     def take(self, spec):
         """The inherited socket for --bind *spec*: (fd, inherited), or None."""

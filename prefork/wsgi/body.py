@@ -55,7 +55,7 @@ class Input:
             raise ClientGone(f"reading the body: {e}") from None
         if not data:
             raise ClientGone("the client closed the connection in the middle of its body")
-        req.feed(data)
+        req.feed_body(data)
         self._take()
         return True
 
@@ -120,7 +120,7 @@ class Input:
                 data = req.recv(min(req.header_timeout, 1.0))
                 if not data:
                     return
-                req.feed(data)
+                req.feed_body(data)
                 req.body.clear()
         except (HTTPError, OSError):
             pass

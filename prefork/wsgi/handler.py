@@ -11,6 +11,7 @@ time it runs, so the master can say what a worker it kills for silence was doing
 
 import logging
 import time
+from socket import MSG_DONTWAIT, MSG_PEEK
 from types import SimpleNamespace
 
 import core
@@ -42,21 +43,63 @@ class WSGIRequestHandler(core.BaseRequestHandler):
 
     def handle(self):
         sock = self.request
+        server = self.server
+        keep_alive = getattr(server, "keep_alive", None)
+        # A pre-forked worker keeps a persistent connection for the master to hold
+        # between requests; another server closes it after one answer.
+        persistent = keep_alive is not None and keep_alive(sock)
+        data = None
+        try:
+            while True:
+                data = self._serve(sock, persistent, data)
+                if data is None:
+                    break
+                if data:  # pipelined: read already, so served here
+                    next_request = getattr(server, "next_request", None)
+                    if next_request is not None:
+                        next_request(sock)
+                    continue
+                # Has the next request come already?  Then it is served here, if the
+                # worker may; else the connection is idle, and the server keeps it.
+                try:
+                    if not sock.recv(1, MSG_PEEK | MSG_DONTWAIT):
+                        data = None
+                        break  # the client closed it
+                except BlockingIOError:
+                    return
+                except OSError:
+                    data = None
+                    break
+                next_request = getattr(server, "next_request", None)
+                if next_request is not None and not next_request(sock):
+                    return
+                data = None
+        except BaseException:
+            data = None
+            raise
+        finally:
+            if data is None and persistent:
+                keep_alive(sock, False)  # closed as the request ends
+
+    def _serve(self, sock, persistent, data):
+        """Serve one request (*data*: bytes of it already read); return what was read
+        past it (b"" if nothing) when the connection persists, else None."""
         started = time.monotonic()
         try:
-            req = read_request(sock, self.request_class)
+            req = read_request(sock, self.request_class, data)
         except HTTPError as e:
             self._refuse(e, None, started, e.request.line if e.request else "-")
-            return
+            return None
         except OSError:
-            return  # the client went away
+            return None  # the client went away
         if req is None:
-            return
+            return None
         line = req.line
         note = getattr(self.server, "note_request", None)
         if note is not None:
             note(line)  # the worker clears it when the request ends
-        response = Response(sock, req.method, req.protocol)
+        response = Response(sock, req.method, req.protocol,
+                            persistent and _persists(req), req)
         env = body = None
         try:
             env = environ_mod.build(req, self._bases.get(id(self.server)) or self._base(),
@@ -70,16 +113,18 @@ class WSGIRequestHandler(core.BaseRequestHandler):
                 if hasattr(result, "close"):
                     result.close()
         except ClientGone:
-            pass  # nothing more can be told to a client that has left
+            response.keep = False  # nothing more can be told to a client that has left
         except HTTPError as e:  # while the application read the body: too large, too slow
             if not response.sent_head:
                 self._refuse(e, env, started, line)
-                return
+                return None
+            response.keep = False
         except Exception:
+            response.keep = False
             self.server.handle_error(sock, self.client_address)
             if not response.sent_head:
                 self._refuse(HTTPError(500, "the application raised"), env, started, line)
-                return
+                return None
         if body is not None and (req.chunked or not req.done):
             if req.chunked and not body.used and response.code < 300 \
                     and (req.body_size or not req.done):
@@ -89,6 +134,9 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         if self.access is not None:
             self.access.log(env["REMOTE_ADDR"], line, response.code, response.sent_body,
                             time.monotonic() - started, env)
+        if response.keep and not response.short and req.done and not req.trailing:
+            return req.extra
+        return None
 
     def _base(self):
         base = self._bases.get(id(self.server))
@@ -125,6 +173,25 @@ def _unread_chunked():
             "the application answered a request with a chunked body without reading it: "
             "Django, for one, reads a body only by its Content-Length; behind nginx, "
             "which sends one, this does not happen (docs/wsgi.rst)")
+
+
+def _persists(req):
+    """Whether the client lets the connection persist after this request: by default
+    in HTTP/1.1 unless it says close, in HTTP/1.0 only if it says keep-alive."""
+    value = req.fields.get("HTTP_CONNECTION")
+    if value is None:
+        return req.protocol == "HTTP/1.1"
+    tokens = _TOKENS.get(value)
+    if tokens is None:
+        tokens = frozenset(t.strip().lower() for t in value.split(","))
+        if len(_TOKENS) < 64:
+            _TOKENS[value] = tokens
+    if "close" in tokens:
+        return False
+    return req.protocol == "HTTP/1.1" or "keep-alive" in tokens
+
+
+_TOKENS = {}  # a Connection header's value -> its tokens, lowercased (few values are sent)
 
 
 def _peer(address):

@@ -53,9 +53,12 @@ class Request:
     content_length = None
     expect_continue = False
     fields = None                # the header fields as environ has them: HTTP_HOST...
+    extra = b""                  # bytes read past this request: the next one's (pipelined)
+    trailing = False             # a next request came inside a chunked body's reads
+    _body_fed = 0                # bytes of a Content-Length body given to the parser
     # Callbacks not used, said so: the parser then does not look them up in vain.  The
     # head is read by take_head() once llhttp has checked it, not field by field.
-    on_message_begin = on_url = on_header = on_status = None
+    on_url = on_header = on_status = None
     on_chunk_header = on_chunk_complete = None
 
     def __init__(self, sock):
@@ -67,6 +70,10 @@ class Request:
 
     def on_headers_complete(self):
         self.headers_done = True
+
+    def on_message_begin(self):
+        if self.done:  # the next request, within the reads of a chunked body
+            self.trailing = True
 
     def on_body(self, data):
         if self.done:  # a pipelined request's: not this one's
@@ -158,6 +165,25 @@ class Request:
 
     # -- reading ------------------------------------------------------------------------
 
+    def feed_body(self, data):
+        """Hand *data*, read after the head, to the parser: this request's body, up to
+        its end; what follows (a pipelined request) is kept in ``extra``."""
+        if self.chunked:  # where it ends, only the parser knows
+            try:
+                self.feed(data)
+            except HTTPError:
+                if not self.done:
+                    raise
+                self.trailing = True  # the next request's fault, not this one's
+            return
+        left = (self.content_length or 0) - self._body_fed
+        if len(data) > left:
+            self.extra += data[left:]
+            data = data[:left]
+        if data:
+            self._body_fed += len(data)
+            self.feed(data)
+
     def feed(self, data):
         """Hand *data* to the parser; its refusals become HTTPError."""
         try:
@@ -217,39 +243,55 @@ def _max_head(line, count, size):
     return line + 32 + count * (size + 4) + RECV
 
 
-def read_request(sock, cls=Request):
+def read_request(sock, cls=Request, data=None):
     """The next request's head from *sock*, parsed and checked (a *cls*), or None
-    when the client closed the connection (or stayed silent) before sending one."""
+    when the client closed the connection (or stayed silent) before sending one.
+    *data*: bytes already read from the connection (what followed the last request)."""
     req = cls(sock)
     try:
-        try:  # most often the whole head is there already: one read, one feed
-            data = sock.recv(RECV, MSG_DONTWAIT)
-        except BlockingIOError:
-            data = None
-        if data:
-            req.feed(data)
-            if req.headers_done:
-                req.take_head(data)
-                return req
-        elif data is not None:
-            return None  # the client left before sending anything
-        return _read_slowly(req, data)
+        if data is None:
+            try:  # most often the whole head is there already: one read, one feed
+                data = sock.recv(RECV, MSG_DONTWAIT)
+            except BlockingIOError:
+                data = b""
+            else:
+                if not data:
+                    return None  # the client left before sending anything
+        if data and data[0] < 65:  # CR or LF (a method starts with a letter): empty lines
+            data = data.lstrip(b"\r\n")
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            if data:
+                req.feed(data)
+            return _read_slowly(req, bytearray(data))
+        return _begin(req, data, end + 4)
     except HTTPError as e:
         e.request = req
         raise
 
 
-def _read_slowly(req, data):
-    """The rest of a head that did not come in one read (*data*: what did, or None),
-    within the head's deadline and size."""
+def _begin(req, data, end, fed=0):
+    """The head is data[:end] (the parser has its first *fed* bytes): parse it, then
+    keep what follows for the body or the next request."""
+    head = data[:end] if end < len(data) else data
+    req.feed(head[fed:] if fed else head)
+    if not req.headers_done:
+        raise HTTPError(400, "a head the parser does not see end")
+    req.take_head(head)
+    if end < len(data):
+        req.feed_body(data[end:])
+    return req
+
+
+def _read_slowly(req, seen):
+    """The rest of a head that did not come in one read (*seen*: what came, fed to
+    the parser), within the head's deadline and size."""
     cls = type(req)
     deadline = time.monotonic() + cls.header_timeout
-    seen = [data] if data else []
-    size = len(data) if data else 0
     line_limit = cls.max_request_line + 64  # with room for the method and version
-    line_seen = data is not None and b"\n" in data
-    while not req.headers_done:
-        if not line_seen and size > line_limit:
+    line_seen = b"\n" in seen
+    while True:
+        if not line_seen and len(seen) > line_limit:
             raise HTTPError(414, f"request target longer than {cls.max_request_line}")
         try:
             # A read just found all there was: wait for more before reading again.
@@ -260,14 +302,19 @@ def _read_slowly(req, data):
             raise
         if not data:
             return None  # the client left (before or in the middle of its head)
-        seen.append(data)
-        size += len(data)
-        if size > cls.max_head:  # limits each field, and the whole head
+        if not seen and data[0] < 65:
+            data = data.lstrip(b"\r\n")
+            if not data:
+                continue
+        start = max(0, len(seen) - 3)
+        seen += data
+        if len(seen) > cls.max_head:  # limits each field, and the whole head
             raise HTTPError(431, f"a head of more than {cls.max_head} bytes")
         line_seen = line_seen or b"\n" in data
+        end = seen.find(b"\r\n\r\n", start)
+        if end >= 0:
+            return _begin(req, bytes(seen), end + 4, fed=len(seen) - len(data))
         req.feed(data)
-    req.take_head(b"".join(seen))
-    return req
 
 
 Request.max_head = _max_head(Request.max_request_line, Request.max_headers,

@@ -10,7 +10,9 @@
   and delimited by the connection's end to an HTTP/1.0 one.
 * HEAD, 1xx, 204 and 304 answers carry no body.
 * A ``wsgi.file_wrapper`` over a real file is sent with sendfile(2).
-* ``Connection: close`` for now: keep-alive is decided elsewhere.
+* The connection persists when the handler allows it (``keep``) and the answer's
+  end can be told without closing it: ``Connection: close`` otherwise, and
+  ``Connection: keep-alive`` to an HTTP/1.0 client whose connection persists.
 """
 
 import os
@@ -51,10 +53,12 @@ class Response:
     bodyless = False
     short = False            # fewer body bytes than Content-Length said
 
-    def __init__(self, sock, method, protocol):
+    def __init__(self, sock, method, protocol, keep=False, request=None):
         self.sock = sock
         self.method = method
         self.protocol = protocol
+        self.keep = keep         # the connection may persist; False once the head says close
+        self.request = request   # its body must be read by the head, or the connection closes
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info:
@@ -89,7 +93,8 @@ class Response:
                 self.sent_body = len(data)
                 try:
                     self.sock.sendall(
-                        f"{self.head}{framing}Connection: close\r\n\r\n".encode("latin-1") + data)
+                        f"{self.head}{framing}{self._connection(False)}\r\n".encode("latin-1")
+                        + data)
                 except OSError as e:
                     raise ClientGone(f"sending the response: {e}") from None
                 return
@@ -128,6 +133,16 @@ class Response:
         except OSError as e:  # reset, closed, or too slow to take it (a send timeout)
             raise ClientGone(f"sending the response: {e}") from None
 
+    def _connection(self, delimited):
+        """The head's Connection line: the connection persists when the handler allows
+        it, the body's end is not the connection's (*delimited*), and the request's
+        body has been read."""
+        if self.keep:
+            if not delimited and (self.request is None or self.request.done):
+                return "" if self.protocol == "HTTP/1.1" else "Connection: keep-alive\r\n"
+            self.keep = False
+        return "Connection: close\r\n"
+
     def _require_started(self):
         if self.status is None:
             raise RuntimeError("the application returned without calling start_response()")
@@ -150,7 +165,8 @@ class Response:
                 # The length a GET would have had (an app that makes the body for HEAD
                 # too); an empty one says nothing, since many leave it out for HEAD.
                 framing = f"Content-Length: {len(data)}\r\n"
-        head = f"{self.head}{framing}Connection: close\r\n\r\n".encode("latin-1")
+        delimited = not (self.bodyless or self.chunked or framing or self.length is not None)
+        head = f"{self.head}{framing}{self._connection(delimited)}\r\n".encode("latin-1")
         self.sent_head = True
         if self.bodyless or not data:
             self._out(head)

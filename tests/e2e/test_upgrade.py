@@ -173,3 +173,29 @@ def test_stopping_the_old_master_during_an_upgrade_stops_the_new_one(sockdir, tm
         # the service manager's child, not the old master's).
         assert NewMaster(new).reaped()
         assert psutil.Process().children() == []  # and its import check with it
+
+
+def test_idle_keepalive_connections_pass_to_the_new_master(sockdir):
+    from ..wsgi.helpers import Client, pid_of
+    wsgi_dir = os.path.join(ROOT, "tests", "wsgi")
+    clients = []
+    new = None
+    with subreaper(), Running(sockdir, cli=["--workers", "2", "wsgiapps:application"],
+                              pythonpath=[wsgi_dir]) as m:
+        try:
+            clients = [Client(m.address) for _ in range(8)]
+            for c in clients:
+                assert c.get()[0] == 200
+            new = upgrade(m)
+            assert m.wait_exit() == 0
+            # Each idle connection, held by the old master until it went, is the new
+            # master's now, and its workers answer on it.
+            for c in clients:
+                status, fields, body = c.get()
+                assert status == 200 and "connection" not in fields
+                assert pid_of(body) in new.workers()
+        finally:
+            for c in clients:
+                c.close()
+            if new:
+                assert new.stop() == 0

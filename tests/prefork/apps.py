@@ -111,3 +111,20 @@ class PreForkFailsTwice(PreforkTCPServer):
 class PreForkAlwaysFails(PreforkTCPServer):
     def pre_fork(self, worker):
         raise RuntimeError("no fork today")
+
+
+class KeptLines(socketserver.BaseRequestHandler):
+    """A line protocol on persistent connections: each line is answered with the
+    worker's pid, and the connection is kept (keep_alive()) for the next one.  It
+    reads up to the newline a byte at a time, so nothing is left unread."""
+
+    def handle(self):
+        line = b""
+        while not line.endswith(b"\n"):
+            byte = self.request.recv(1)
+            if not byte:
+                return
+            line += byte
+        self.request.sendall(b"%s from %d\n" % (line.strip(), os.getpid()))
+        if line.strip() != b"bye":
+            self.server.keep_alive(self.request)

@@ -99,3 +99,62 @@ def unchunk(body):
             return out
         out += body[:size]
         body = body[size + 2:]
+
+
+class Client:
+    """One connection, HTTP/1.x written and read by hand, one response at a time."""
+
+    def __init__(self, address):
+        self.sock = socket.create_connection(address, timeout=TIMEOUT)
+        self.buf = b""
+
+    def send(self, path="/", method="GET", headers=(), body=b"", version="HTTP/1.1"):
+        self.sock.sendall(request(path, method, headers, body, version))
+
+    def response(self):
+        """(status, {lowercased name: value}, body) of the next response."""
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        fields = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        size = int(fields.get("content-length", 0))
+        while len(self.buf) < size:
+            self._more()
+        body, self.buf = self.buf[:size], self.buf[size:]
+        return status, fields, body
+
+    def get(self, path="/", **kw):
+        self.send(path, **kw)
+        return self.response()
+
+    def closed_by_server(self):
+        """Wait for the server to close the connection: True at end-of-file."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def _more(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError(f"closed by the server; had {self.buf!r}")
+        self.buf += data
+
+    def close(self):
+        self.sock.close()
+
+
+def request(path="/", method="GET", headers=(), body=b"", version="HTTP/1.1"):
+    lines = [f"{method} {path} {version}", "Host: test", *headers]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def pid_of(body):
+    return int(body.split()[-1])

@@ -2,13 +2,24 @@
 
 import os
 import threading
+import time
 
 
 def application(environ, start_response):
-    """/ says hello and the worker's pid; /hang never answers; /echo sends the body back."""
+    """/ says hello and the worker's pid; /hang never answers; /echo sends the body back;
+    /gate?DIR makes DIR/entered and answers once DIR/go is there."""
     path = environ["PATH_INFO"]
     if path == "/hang":
         threading.Event().wait()  # a request the worker can never finish
+    if path == "/gate":  # says it is in, then waits for the test's word: a request in flight
+        gate = environ["QUERY_STRING"]
+        open(os.path.join(gate, "entered"), "w").close()
+        for _ in range(1000):
+            if os.path.exists(os.path.join(gate, "go")):
+                break
+            time.sleep(0.01)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"passed the gate"]
     if path == "/echo":
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

@@ -1,0 +1,230 @@
+"""Idle keep-alive connections, held by the master so that no worker waits on one.
+
+A worker that has answered a request on a persistent connection, and finds no
+next request there yet, hands the connection back to the master instead of
+waiting: it sends the descriptor over the pool's channel (a SOCK_SEQPACKET socket
+pair made once, before the first fork; SCM_RIGHTS) and closes its own copy.  The
+master (Keeper) watches the idle connections in an epoll of their own, closes
+those idle past ``keepalive_timeout`` and the longest idle above
+``max_idle_connections``, and sends one whose next request has arrived back into
+the channel.  Each worker has the channel's other end in its epoll with
+EPOLLEXCLUSIVE, beside the listening socket, so a ready connection wakes one free
+worker, as a new connection does::
+
+    worker  --- idle connection (fd + where it came from) -->  master_end
+    worker  <-- connection with a request waiting ----------   master_end
+            (workers_end: shared by every worker)
+
+The channel outlives generations: a reload's new workers take what the old ones
+gave back.  At an upgrade both ends pass to the new master, which then holds the
+idle connections the old one gives it (through workers_end, as a worker would).
+
+Each message carries one descriptor and a short text saying which of the pool's
+listening sockets it came from and the client's address, which the master passes
+back unread.
+"""
+
+import array
+import collections
+import os
+import select
+import socket
+
+__all__ = ["Channel", "Keeper", "give", "receive"]
+
+BUFFER = 4 << 20      # each end's send buffer: thousands of messages in flight
+MOST_PER_TURN = 256   # messages or events taken in one turn of the master's loop
+_FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
+_RECV_FLAGS = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+_GONE = select.EPOLLHUP | select.EPOLLERR
+_WATCH = select.EPOLLIN | select.EPOLLRDHUP
+
+
+class Channel:
+    """The pool's socket pair for idle connections: ``master_end`` is the master's,
+    ``workers_end`` every worker's.  *pair* adopts an inherited one."""
+
+    def __init__(self, pair=None):
+        if pair is None:
+            pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.master_end, self.workers_end = pair
+        for end in pair:
+            end.setblocking(False)
+            try:
+                end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
+            except OSError:
+                pass
+
+    def close(self):
+        self.master_end.close()
+        self.workers_end.close()
+
+
+def give(sock, fd, payload):
+    """Send descriptor *fd* with *payload* (bytes) on *sock*; False if it would wait."""
+    try:
+        sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                  array.array("i", (fd,)))], socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    return True
+
+
+def receive(sock):
+    """One (fd, payload) from *sock*, or None when nothing waits (another took it)."""
+    try:
+        payload, ancillary, _, _ = sock.recvmsg(256, _FD_SPACE, _RECV_FLAGS)
+    except (BlockingIOError, InterruptedError):
+        return None
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS and len(data) >= 4:
+            return array.array("i", data[:4])[0], payload
+    return None if payload else (-1, b"")  # b"": the channel's other end is closed
+
+
+class Keeper:
+    """The master's side: holds idle connections, passes on those a request arrived on.
+
+    The master polls fds() and calls take_back() when master_end is readable,
+    pass_ready() when the epoll is, flush() when master_end is writable and
+    waiting() says there is something to send, and expire() at next_deadline().
+    Nothing here blocks: every socket is non-blocking."""
+
+    def __init__(self, channel, timeout, limit):
+        self.channel = channel
+        self.timeout = timeout          # seconds an idle connection is held; 0: none
+        self.limit = limit              # the most held at once
+        self.epoll = select.epoll()
+        self.idle = {}                  # fd -> (deadline, payload), oldest first
+        self.queue = collections.deque()  # (fd, payload): ready, not yet sent (a full channel)
+        self.holding = True             # False once stopping: idle ones are closed at once
+        self.counts = {"taken back": 0, "passed": 0, "timed out": 0, "over limit": 0,
+                       "closed by client": 0}
+
+    def fds(self):
+        return [self.channel.master_end.fileno(), self.epoll.fileno()]
+
+    def take_back(self, now):
+        """Hold the idle connections the workers gave back; False if the channel is closed."""
+        sock = self.channel.master_end
+        for _ in range(MOST_PER_TURN):
+            got = receive(sock)
+            if got is None:
+                return True
+            fd, payload = got
+            if fd < 0:
+                return False
+            self.hold(fd, payload, now)
+        return True
+
+    def hold(self, fd, payload, now):
+        self.counts["taken back"] += 1
+        if not self.holding or self.timeout <= 0:
+            _close(fd)
+            return
+        while len(self.idle) >= self.limit:
+            self._close_oldest("over limit")
+        try:
+            self.epoll.register(fd, _WATCH)
+        except OSError:  # not a socket epoll can watch: nothing to hold
+            _close(fd)
+            return
+        self.idle[fd] = (now + self.timeout, payload)
+
+    def pass_ready(self):
+        """Send each connection whose next request (or end) has arrived to the workers."""
+        for fd, events in self.epoll.poll(0, MOST_PER_TURN):
+            entry = self.idle.pop(fd, None)
+            self.epoll.unregister(fd)
+            if entry is None:
+                continue
+            if events & _GONE or (events & select.EPOLLRDHUP and not _has_data(fd)):
+                self.counts["closed by client"] += 1
+                _close(fd)
+                continue
+            self.queue.append((fd, entry[1]))
+        self.flush()
+
+    def flush(self):
+        """Send what waits; what the channel cannot take yet stays queued."""
+        sock = self.channel.master_end
+        queue = self.queue
+        while queue:
+            fd, payload = queue[0]
+            if not give(sock, fd, payload):
+                return
+            queue.popleft()
+            _close(fd)
+            self.counts["passed"] += 1
+
+    def waiting(self):
+        return bool(self.queue)
+
+    def expire(self, now):
+        """Close the connections idle past their deadline."""
+        late = []
+        for fd, (deadline, _) in self.idle.items():
+            if deadline > now:
+                break
+            late.append(fd)
+        for fd in late:
+            self._drop(fd, "timed out")
+
+    def next_deadline(self):
+        for deadline, _ in self.idle.values():
+            return deadline
+        return None
+
+    def stop_holding(self):
+        """A stop: close every idle connection now, and each one given back from now on."""
+        self.holding = False
+        for fd in list(self.idle):
+            self._drop(fd, "timed out")
+
+    def give_all(self, sock):
+        """An upgrade's hand-over: send every connection held or queued into *sock* (the
+        channel's workers_end, which the new master reads) and stop holding; what the
+        new master cannot take now is closed."""
+        self.holding = False
+        for fd, (_, payload) in list(self.idle.items()):
+            del self.idle[fd]
+            self.epoll.unregister(fd)
+            self.queue.append((fd, payload))
+        while self.queue:
+            fd, payload = self.queue.popleft()
+            give(sock, fd, payload)
+            _close(fd)
+
+    def close(self):
+        for fd in list(self.idle):
+            self._drop(fd, "timed out")
+        while self.queue:
+            _close(self.queue.popleft()[0])
+        self.epoll.close()
+
+    def _close_oldest(self, why):
+        self._drop(next(iter(self.idle)), why)
+
+    def _drop(self, fd, why):
+        del self.idle[fd]
+        self.epoll.unregister(fd)
+        _close(fd)
+        self.counts[why] += 1
+
+
+def _has_data(fd):
+    """Whether bytes wait on connection *fd* (a peek; the connection is not changed)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False
+    finally:
+        sock.detach()
+
+
+def _close(fd):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
