@@ -61,11 +61,11 @@ class Channel:
 
 
 def give(sock, fd, payload):
-    """Send descriptor *fd* with *payload* (bytes) on *sock*; False if it would wait."""
+    """Send descriptor *fd* with *payload* (bytes) on *sock*; False if it cannot now."""
     try:
         sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                   array.array("i", (fd,)))], socket.MSG_DONTWAIT)
-    except (BlockingIOError, InterruptedError):
+    except OSError:  # full (EAGAIN), or no one at the other end any more
         return False
     return True
 

@@ -472,6 +472,7 @@ class Master:
             beat_interval=cfg.timeout / 4 if cfg.timeout else 0,
             close_fds=self._master_fds() + [mine.fileno()],
             channel=self.keeper.channel.workers_end if self.keeper else None,
+            states=self.board.states(),
             keepalive=cfg.keepalive_timeout > 0,
             title=f"prefork: worker {spawn.slot} gen {spawn.generation}{name}")
         # Objects made since the start are frozen too, so a worker's collections leave

@@ -184,6 +184,11 @@ class Scoreboard:
     def __iter__(self):
         return (Slot(self._views, i) for i in range(self.size))
 
+    def states(self):
+        """Every slot's state, as a read-only view (a worker looks for a free one)."""
+        view, size = self._views.field[_STATE]
+        return view[_STATE // size::SLOT_SIZE // size].toreadonly()
+
     def close(self):
         self._views.release()  # the map cannot close while views of it are exported
         self._map.close()

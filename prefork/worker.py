@@ -19,13 +19,13 @@ import logging
 import os
 import select
 import signal
-import socket
 import sys
 import time
 import traceback
 
-from . import keeper, logs
+from . import logs
 from .errors import HandlerImportError
+from .handback import HOLD_IDLE, HOLD_SECONDS, HandBack
 from .loader import is_spec, load_handler
 from .policy import EXIT_BOOT_FAILED, EXIT_IMPORT_FAILED, STACK_SIGNAL
 from .scoreboard import IDLE, STOPPING, Slot
@@ -72,6 +72,7 @@ class WorkerPlan:
     title: str
     channel: object = None   # the idle connections' channel (workers_end), if any
     keepalive: bool = False  # hand idle persistent connections to the master
+    states: object = None    # every worker's state (the scoreboard's), to find a free one
 
 
 def run_worker(server, plan):
@@ -106,38 +107,42 @@ def _live(server, plan):
         return failed
     servers = plan.servers
     from .mixin import PreforkMixIn  # here: the mix-in imports the master, which imports this
+    tally = _Tally(slot, plan.max_requests, inbox)
     for srv in servers:
         srv._note = slot.set_note  # for note_request(): this worker's slot
         if getattr(type(srv), "note_request", None) is PreforkMixIn.note_request:
             srv.note_request = slot.set_note  # the same, one call shorter
-    tally = _Tally(slot, plan.max_requests, inbox)
-    for srv in servers:
         if getattr(type(srv), "next_request", None) is PreforkMixIn.next_request:
             srv.next_request = tally.next_request
     by_fd = {srv.socket.fileno(): srv for srv in servers}
-    channel = plan.channel
-    kept = _Kept(channel, servers, plan.keepalive) if channel is not None else None
     ep = select.epoll()
+    back = None  # the idle connections' channel, this worker's side
+    if plan.channel is not None:
+        back = HandBack(plan.channel, servers, plan.keepalive, plan.states, ep)
     try:
         for fd, srv in by_fd.items():
             srv.socket.setblocking(False)  # a woken worker that loses the race gets EAGAIN
             ep.register(fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-        if kept is not None:  # connections whose next request came, from the master
-            ep.register(channel.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
-            by_fd[channel.fileno()] = kept
+        if back is not None:  # connections whose next request came, from the master
+            ep.register(plan.channel.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            by_fd[plan.channel.fileno()] = back
         ep.register(plan.control.fileno(), select.EPOLLIN)
         ep.register(inbox.fileno(), select.EPOLLIN)
         slot.set_state(IDLE)
         plan.control.send(b"R")
         timeout = min(plan.beat_interval or IDLE_ACCEPT_INTERVAL, IDLE_ACCEPT_INTERVAL)
         control_fd, inbox_fd = plan.control.fileno(), inbox.fileno()
-        while True:
-            events = ep.poll(timeout)
-            leaving = False
+        held = back.held if back is not None else {}
+        leaving = False
+        while not leaving:
+            events = ep.poll(min(timeout, HOLD_IDLE) if held else timeout)
             take = []
+            ready = []  # connections this worker kept, their next request come
             for fd, _ in events:
                 if fd in by_fd:
                     take.append(by_fd[fd])
+                elif fd in held:
+                    ready.append(fd)
                 elif fd == control_fd:
                     leaving = leaving or _told_to_go(plan.control)
                 elif fd == inbox_fd:
@@ -148,26 +153,36 @@ def _live(server, plan):
             if not events:
                 slot.beat()  # idle: show the master this worker is alive
                 take = list(by_fd.values())  # and try each socket, as a safety net (below)
+            if held:
+                if leaving or not events or back.others_free():
+                    back.release()  # another worker may serve them: the master holds them
+                else:
+                    back.release(older_than=time.monotonic() - HOLD_SECONDS)
+            for fd in ready:
+                kept = back.take(fd)
+                if kept is not None:
+                    _serve(kept, slot, back)
+                    tally.count()
             # A wake-up for a listener is this worker's alone (EPOLLEXCLUSIVE): it
             # takes the connection even when it is leaving, or nobody may be woken
             # for it.  Greedy: while connections wait, it keeps taking them before
             # sleeping again, so a hot worker serves a burst instead of waking cold ones.
             for srv in take:
-                passed_on = srv.serve_next if srv is kept else None
                 burst = 0
-                while burst < GREEDY_BURST and (passed_on(slot) if passed_on
-                                                else _serve_one(srv, slot, kept)):
-                    tally.served += 1
-                    tally.in_place = 0
+                while burst < GREEDY_BURST and (_serve(back.receive(), slot, back)
+                                                if srv is back else _serve_one(srv, slot, back)):
+                    tally.count()
                     burst += 1
                     if inbox.pending() or tally.used_up():
                         break
-            if leaving or tally.used_up():
-                break
+            leaving = leaving or bool(tally.used_up())
         slot.set_state(STOPPING)
         _call_hook(server, "worker_exit", plan.info)
         return 0
     finally:
+        if back is not None:
+            back.leaving = True
+            back.release()  # what this worker kept goes to the master, to be served on
         ep.close()
 
 
@@ -234,22 +249,23 @@ def _told_to_go(control):
     return not data or b"Q" in data  # EOF: the master is gone
 
 
-def _serve_one(server, slot, kept=None):
+def _serve_one(server, slot, back=None):
     """Take one request, if this worker wins it, and serve it through the server's hooks.
 
     The same request path as BaseServer's handle_request() (get_request,
     verify_request, process_request, handle_error, shutdown_request), written out
     here rather than called: the worker marks its slot busy once it has a request
     and idle after it, and counts it, which the master's scoreboard needs.  A
-    connection the handler kept (keep_alive()) goes to the master (*kept*)."""
+    connection the handler kept (keep_alive()) goes to *back*."""
     try:
         request, client_address = server.get_request()
     except OSError:
         return False  # another worker took it, or the client left before accept
-    slot.begin_request(time.monotonic())
+    now = time.monotonic()
+    slot.begin_request(now)
     try:
         if server.verify_request(request, client_address):
-            _process(server, request, client_address, kept)
+            _process(server, request, client_address, back, now)
         else:
             server.shutdown_request(request)
     finally:
@@ -257,7 +273,24 @@ def _serve_one(server, slot, kept=None):
     return True
 
 
-def _process(server, request, client_address, kept):
+def _serve(kept, slot, back):
+    """Serve the next request on a kept connection: (connection, server, address), or
+    None when another worker took it first."""
+    if kept is None:
+        return False
+    request, server, client_address = kept
+    now = time.monotonic()
+    slot.begin_request(now)
+    try:
+        _process(server, request, client_address, back, now)
+    finally:
+        slot.end_request(time.monotonic())
+    return True
+
+
+def _process(server, request, client_address, back, now):
+    if back is not None:
+        back.running(now)  # the watch thread may give the kept connections away meanwhile
     try:
         server.process_request(request, client_address)
     except Exception:
@@ -265,9 +298,12 @@ def _process(server, request, client_address, kept):
         server.handle_error(request, client_address)
         server.shutdown_request(request)
         return
+    finally:
+        if back is not None:
+            back.done()
     if server._kept is not None:
         server._kept = None
-        kept.give(server, request, client_address)
+        back.give(server, request, client_address)
 
 
 class _Tally:
@@ -280,6 +316,10 @@ class _Tally:
         self.inbox = inbox
         self.served = 0
         self.in_place = 0  # served in a row on the connection at hand
+
+    def count(self):
+        self.served += 1
+        self.in_place = 0
 
     def used_up(self):
         return self.max_requests and self.served >= self.max_requests
@@ -294,68 +334,6 @@ class _Tally:
         self.slot.end_request(now)  # one request ends, the next begins
         self.slot.begin_request(now)
         return True
-
-
-class _Kept:
-    """This worker's side of the idle connections' channel: it gives the master a
-    connection kept for its next request, and serves one the master passes back."""
-
-    def __init__(self, channel, servers, keepalive):
-        self.channel = channel
-        self.servers = servers
-        self.index = {}
-        self.kinds = []
-        for i, srv in enumerate(servers):
-            sock = srv.socket
-            self.index[id(srv)] = i
-            self.kinds.append((sock.family, sock.type, sock.proto))
-            if sock.type == socket.SOCK_STREAM:
-                srv._keeps = keepalive
-
-    def give(self, server, conn, address):
-        """Hand the idle connection *conn* to the master; closed if it cannot take it."""
-        fd = conn.fileno()
-        if fd >= 0 and not keeper.give(self.channel, fd, _payload(self.index[id(server)],
-                                                                   address)):
-            server.shutdown_request(conn)  # the master is not taking any: close it
-            return
-        conn.close()  # the master holds it now; this process's descriptor goes
-
-    def serve_next(self, slot):
-        """Serve a connection the master passed on, if this worker wins one."""
-        got = keeper.receive(self.channel)
-        if got is None or got[0] < 0:
-            return False
-        fd, payload = got
-        index, address = _address(payload)
-        server = self.servers[index]
-        request = socket.socket(*self.kinds[index], fd)
-        slot.begin_request(time.monotonic())
-        try:
-            _process(server, request, address, self)
-        finally:
-            slot.end_request(time.monotonic())
-        return True
-
-
-def _payload(index, address):
-    """Which server, and the client's address, as the master carries them."""
-    if isinstance(address, tuple):
-        return f"{index}|{'|'.join(map(str, address))}".encode()
-    if isinstance(address, bytes):
-        return f"{index}|b{address.hex()}".encode()
-    return f"{index}|u{address or ''}".encode()
-
-
-def _address(payload):
-    index, _, rest = payload.decode().partition("|")
-    kind = rest[:1]
-    if kind == "u":
-        return int(index), rest[1:]
-    if kind == "b":
-        return int(index), bytes.fromhex(rest[1:])
-    host, *numbers = rest.split("|")
-    return int(index), (host, *map(int, numbers))
 
 
 def _call_hook(server, name, info, raise_errors=False):

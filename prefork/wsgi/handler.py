@@ -25,6 +25,8 @@ from .response import Response, date_line
 
 __all__ = ["WSGIRequestHandler", "handler_for", "SETTINGS"]
 
+_PEEK = int(MSG_PEEK | MSG_DONTWAIT)  # a look at what came, as a plain int (not an enum)
+
 # The settings a handler takes (names shared with prefork's Config), and their defaults:
 # the request's limits as Request declares them, then the handler's own.
 SETTINGS = {**{name: getattr(Request, name) for name in LIMITS},
@@ -62,7 +64,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
                 # Has the next request come already?  Then it is served here, if the
                 # worker may; else the connection is idle, and the server keeps it.
                 try:
-                    if not sock.recv(1, MSG_PEEK | MSG_DONTWAIT):
+                    if not sock.recv(1, _PEEK):
                         data = None
                         break  # the client closed it
                 except BlockingIOError:

@@ -247,3 +247,30 @@ def test_a_socketserver_handler_keeps_its_connections_through_the_hook(sockdir):
         finally:
             for c in conns:
                 c.close()
+
+
+def test_while_all_are_busy_a_worker_keeps_a_connection_until_a_request_runs_long(
+        sockdir, clients, tmp_path):
+    gates = [tmp_path / "one", tmp_path / "two"]
+    for gate in gates:
+        gate.mkdir()
+    with serve(sockdir) as m:
+        blocker, kept, slow = clients(m.address, 3)
+        blocker.send(f"/gate?{gates[0]}")  # one worker busy until the first gate opens
+        wait_for(lambda: (gates[0] / "entered").exists() or None, "the first worker busy")
+        status, _, body = kept.get()
+        other = pid_of(body)
+        # No worker was free to give it to: the worker that answered keeps it itself.
+        wait_for(lambda: holders(other, kept) or None, "the connection kept by its worker")
+        assert not holders(m.pid, kept)
+        slow.send(f"/gate?{gates[1]}")  # and takes a request that runs long
+        wait_for(lambda: (gates[1] / "entered").exists() or None, "the second worker busy")
+        (gates[0] / "go").touch()
+        assert blocker.response()[2] == b"passed the gate"
+        # The kept connection's next request is served by the worker now free, while the
+        # one that kept it is still in its long request.
+        status, _, body = kept.get()
+        assert status == 200 and pid_of(body) != other
+        assert not (gates[1] / "go").exists()
+        (gates[1] / "go").touch()
+        assert slow.response()[2] == b"passed the gate"
