@@ -30,7 +30,7 @@ import os
 import select
 import socket
 
-__all__ = ["Channel", "Keeper", "give", "receive"]
+__all__ = ["Channel", "Keeper", "for_pool", "give", "receive"]
 
 BUFFER = 4 << 20      # each end's send buffer: thousands of messages in flight
 MOST_PER_TURN = 256   # messages or events taken in one turn of the master's loop
@@ -44,8 +44,8 @@ class Channel:
     """The pool's socket pair for idle connections: ``master_end`` is the master's,
     ``workers_end`` every worker's.  *pair* adopts an inherited one."""
 
-    def __init__(self, pair=None):
-        if pair is None:
+    def __init__(self, pair=()):
+        if not pair:
             pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.master_end, self.workers_end = pair
         for end in pair:
@@ -55,9 +55,24 @@ class Channel:
             except OSError:
                 pass
 
+    def fds(self):
+        """Both ends' descriptors, as an upgrade passes them to the new master."""
+        return (self.master_end.fileno(), self.workers_end.fileno())
+
     def close(self):
         self.master_end.close()
         self.workers_end.close()
+
+
+def for_pool(servers, cfg, poller, inherited=()):
+    """The master's Keeper for a pool of *servers* with settings *cfg*, watched by
+    *poller*, over the *inherited* channel (an upgrade's) or a new one; None when no
+    server has a stream socket (no connections to keep)."""
+    if not any(srv.socket.type == socket.SOCK_STREAM for srv in servers):
+        return None
+    keeper = Keeper(Channel(inherited), cfg.keepalive_timeout, cfg.max_idle_connections)
+    keeper.watch(poller)
+    return keeper
 
 
 def give(sock, fd, payload):
@@ -85,10 +100,9 @@ def receive(sock):
 class Keeper:
     """The master's side: holds idle connections, passes on those a request arrived on.
 
-    The master polls fds() and calls take_back() when master_end is readable,
-    pass_ready() when the epoll is, flush() when master_end is writable and
-    waiting() says there is something to send, and expire() at next_deadline().
-    Nothing here blocks: every socket is non-blocking."""
+    The master's loop has it watch() its poller, hands it the poller's events each
+    turn (serve()), and wakes by next_deadline().  Nothing here blocks: every socket
+    is non-blocking."""
 
     def __init__(self, channel, timeout, limit):
         self.channel = channel
@@ -103,6 +117,43 @@ class Keeper:
 
     def fds(self):
         return [self.channel.master_end.fileno(), self.epoll.fileno()]
+
+    def reconfigure(self, cfg):
+        """A reload's settings: for the connections given back from now on."""
+        self.timeout = cfg.keepalive_timeout
+        self.limit = cfg.max_idle_connections
+
+    def watch(self, poller):
+        """Have the master's *poller* (a select.poll) wake for what this needs."""
+        self.poller = poller
+        self._sending = False  # the channel is full: the poller waits for room too
+        for fd in self.fds():
+            poller.register(fd, select.POLLIN)
+
+    def serve(self, events, now):
+        """One turn of the master's loop for the idle connections: take back those
+        given, pass on those a request came on, close those timed out.  *events* are
+        the poller's; the others are returned."""
+        channel_fd, epoll_fd = self.fds()
+        rest = []
+        for fd, mask in events:
+            if fd == channel_fd:
+                if mask & select.POLLIN:
+                    self.take_back(now)
+                if mask & select.POLLOUT:
+                    self.flush()
+            elif fd == epoll_fd:
+                self.pass_ready()
+            else:
+                rest.append((fd, mask))
+        deadline = self.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.expire(now)
+        if bool(self.queue) != self._sending:
+            self._sending = bool(self.queue)
+            self.poller.modify(channel_fd, select.POLLIN | (select.POLLOUT if self._sending
+                                                            else 0))
+        return rest
 
     def take_back(self, now):
         """Hold the idle connections the workers gave back; False if the channel is closed."""
@@ -157,9 +208,6 @@ class Keeper:
             _close(fd)
             self.counts["passed"] += 1
 
-    def waiting(self):
-        return bool(self.queue)
-
     def expire(self, now):
         """Close the connections idle past their deadline."""
         late = []
@@ -186,6 +234,8 @@ class Keeper:
         channel's workers_end, which the new master reads) and stop holding; what the
         new master cannot take now is closed."""
         self.holding = False
+        for fd in self.fds():
+            self.poller.unregister(fd)
         for fd, (_, payload) in list(self.idle.items()):
             del self.idle[fd]
             self.epoll.unregister(fd)
@@ -201,6 +251,7 @@ class Keeper:
         while self.queue:
             _close(self.queue.popleft()[0])
         self.epoll.close()
+        self.channel.close()
 
     def _close_oldest(self, why):
         self._drop(next(iter(self.idle)), why)

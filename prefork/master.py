@@ -102,7 +102,10 @@ class Master:
             if self.deployment.control is not None:
                 self.control = ControlSocket(self.deployment.control)
                 self.poller.register(self.control, select.POLLIN)
-            self._start_keeper()
+            # Idle keep-alive connections, held here when the pool serves a stream socket.
+            self.keeper = keeper_mod.for_pool(
+                [self.server, *self.deployment.servers], self.cfg, self.poller,
+                self.deployment.idle_channel)
             self.server.service_actions()
             while not self.done:
                 try:
@@ -123,19 +126,18 @@ class Master:
         deadlines = [self.pool.next_deadline(self._beats()), self._next_watchdog,
                      self.upgrader.deadline()]
         deadline = min((d for d in deadlines if d is not None), default=None)
-        idle_deadline = keeper.next_deadline() if keeper else None
-        soonest = deadline if idle_deadline is None else \
-            idle_deadline if deadline is None else min(deadline, idle_deadline)
+        idle = keeper.next_deadline() if keeper else None
+        soonest = min((d for d in (deadline, idle) if d is not None), default=None)
         timeout = None if soonest is None else max(0, soonest - time.monotonic())
-        if self._catch_up:
-            self._catch_up, timeout = False, 0
-        events = self.poller.poll(None if timeout is None else timeout * 1000 + 1)
+        catch_up, self._catch_up = self._catch_up, False
+        events = self.poller.poll(0 if catch_up else None if timeout is None
+                                  else timeout * 1000 + 1)
         if keeper is not None:
             # Idle connections first, and alone when nothing else woke the loop: under
             # keep-alive load most turns are theirs, and take no more than this.
-            events = self._serve_idle(events)
-            if not events and not self._catch_up and (
-                    deadline is None or time.monotonic() < deadline):
+            now = time.monotonic()
+            events = keeper.serve(events, now)
+            if not (events or catch_up or (deadline is not None and now >= deadline)):
                 return
         upgrade_fds = self.upgrader.fds()
         for fd, _ in events:
@@ -152,48 +154,6 @@ class Master:
             else:
                 self._on_worker_message(fd)
         self.server.service_actions()
-
-    def _start_keeper(self):
-        """Hold idle keep-alive connections, when the pool serves a stream socket: with
-        the channel inherited from the old master of an upgrade, or a new one."""
-        socks = [self.server.socket, *(srv.socket for srv in self.deployment.servers)]
-        if not any(sock.type == socket.SOCK_STREAM for sock in socks):
-            return
-        inherited = self.deployment.idle_channel
-        channel = keeper_mod.Channel(inherited) if inherited else keeper_mod.Channel()
-        cfg = self.pool.cfg
-        self.keeper = keeper_mod.Keeper(channel, cfg.keepalive_timeout,
-                                        cfg.max_idle_connections)
-        self._idle_fds = self.keeper.fds()
-        self._idle_out = False
-        for fd in self._idle_fds:
-            self.poller.register(fd, select.POLLIN)
-
-    def _serve_idle(self, events):
-        """Take back idle connections, pass on those a request came on, close those
-        timed out; return the other events."""
-        keeper = self.keeper
-        channel_fd, epoll_fd = self._idle_fds
-        now = time.monotonic()
-        rest = []
-        for fd, mask in events:
-            if fd == channel_fd:
-                if mask & select.POLLIN:
-                    keeper.take_back(now)
-                if mask & select.POLLOUT:
-                    keeper.flush()
-            elif fd == epoll_fd:
-                keeper.pass_ready()
-            else:
-                rest.append((fd, mask))
-        deadline = keeper.next_deadline()
-        if deadline is not None and deadline <= now:
-            keeper.expire(now)
-        if keeper.waiting() != self._idle_out:  # the channel was full: wait until it is not
-            self._idle_out = keeper.waiting()
-            self.poller.modify(channel_fd, select.POLLIN | (select.POLLOUT if self._idle_out
-                                                            else 0))
-        return rest
 
     def service_actions(self):
         """Reap exited workers, take the samples the policy asks for, and carry out
@@ -266,8 +226,7 @@ class Master:
             cfg = reread() if reread else self.server.prefork_config()
             self._apply(self.pool.reconfigure(cfg, self.board.size))
             if self.keeper is not None:
-                self.keeper.timeout = cfg.keepalive_timeout
-                self.keeper.limit = cfg.max_idle_connections
+                self.keeper.reconfigure(cfg)
         except Exception as e:
             log.error("reload abandoned, workers unchanged: %s", e,
                       exc_info=not isinstance(e, PreforkError))
@@ -292,11 +251,9 @@ class Master:
 
     def start_upgrade(self):
         """Start a new master image on the same sockets; return why not, or ""."""
-        idle = self.keeper.channel if self.keeper else None
         why = self.upgrader.start(time.monotonic(), self.pool.cfg.boot_timeout,
                                   self.pool.stopping is not None,
-                                  (idle.master_end.fileno(), idle.workers_end.fileno())
-                                  if idle else ())
+                                  self.keeper.channel.fds() if self.keeper else ())
         if why:
             log.warning("upgrade (SIGUSR2) refused: %s", why)
             return why
@@ -335,8 +292,6 @@ class Master:
         if self.keeper is not None:
             # The new master shares the channel: it holds the idle connections from now
             # on, these and those the retiring workers give back.
-            for fd in self._idle_fds:
-                self._forget(fd)
             self.keeper.give_all(self.keeper.channel.workers_end)
         self._apply(self.pool.stop(True, time.monotonic()))
 
@@ -562,7 +517,6 @@ class Master:
             self.board.close()
         if self.keeper is not None:
             self.keeper.close()
-            self.keeper.channel.close()
         if self.notifier:
             self.notifier.close()
         self._waker_r.close()
