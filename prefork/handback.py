@@ -2,19 +2,23 @@
 go to the master, and those the master passes back are served here.
 
 Handing a connection over costs the master and two workers a few system calls
-each, which is worth it while some worker is free: the next request then goes
-to whichever worker is.  While every worker is busy there is none to go to, so
-a worker keeps the connections it answered itself, in its own epoll beside the
-listening socket, and serves their next requests as they come, with no trip
-through the master.  It keeps them only so long:
+each (sendmsg and recvmsg with SCM_RIGHTS, twice), as much as the rest of a small
+request.  So a worker first keeps the connection it answered, in its own epoll
+beside the listening socket, and serves the next request on it itself when that
+comes first; it waits on all its work at once, never on one idle client.  What
+it keeps goes to the master, to be passed to whichever worker is free:
 
-* as soon as it sees another worker free, it gives them all to the master;
+* when it takes other work while another worker is free, and its requests
+  are not short (HOLD_FAST on average): then the kept ones could be served at
+  once elsewhere rather than after its request;
 * when it has had nothing to do for HOLD_IDLE, and each after HOLD_SECONDS;
 * when it leaves (told to, max_requests, or its master gone);
-* and while one request runs longer than HOLD_CHECK, a thread of the worker
-  gives them to the master, so a slow request delays no other client's.
+* and while one request runs longer than HOLD_CHECK: a thread of the worker
+  gives them to the master then, so a slow request delays no other client's.
 
-No worker waits on an idle connection: it waits on all its work at once.
+While every worker is busy there is no free one to go to: a worker keeps what
+it answered (up to HOLD_MOST) and serves each next request as it comes, with no
+trip through the master at all.
 """
 
 import select
@@ -31,6 +35,7 @@ HOLD_MOST = 32       # connections a worker keeps at once; more go to the master
 HOLD_SECONDS = 1.0   # the longest a worker keeps one before giving it to the master
 HOLD_IDLE = 0.1      # a worker with nothing to do for this long gives them all
 HOLD_CHECK = 0.02    # a request running this long: the connections kept go
+HOLD_FAST = 0.002    # requests this short on average: kept ones wait for the one at hand
 _READABLE = select.EPOLLIN | select.EPOLLRDHUP
 
 
@@ -59,18 +64,19 @@ class HandBack:
         self.lock = threading.Lock()
         self.lock.acquire()
         self.request_since = None
+        self.typical = 0.0             # seconds a request takes here, on average
         self.wake = threading.Event()  # set while something is held
         self.watch = None
 
     # -- a request ends with its connection kept ---------------------------------------
 
     def give(self, server, conn, address):
-        """Keep the idle connection *conn* here while no other worker is free, else
-        hand it to the master; closed if neither can take it."""
+        """Keep the idle connection *conn* here, or hand it to the master when this
+        worker holds enough or is leaving; closed if neither can take it."""
         fd = conn.fileno()
         if fd < 0:
             return  # the server closed it after all
-        if len(self.held) < HOLD_MOST and not self.leaving and IDLE not in self.states:
+        if len(self.held) < HOLD_MOST and not self.leaving:
             self.poller.register(fd, _READABLE)
             self.held[fd] = (conn, server, address, time.monotonic())
             if not self.wake.is_set():
@@ -95,18 +101,24 @@ class HandBack:
         """Whether a worker besides this one (IDLE itself, in its loop) is free."""
         return self.states.tolist().count(IDLE) > 1
 
-    def release(self, older_than=None):
-        """Give the master what is held (or only what was kept before *older_than*:
-        they are in the order they were kept)."""
+    def release(self, older_than=None, but=None):
+        """Give the master what is held: all of it but *but* (a descriptor), or only
+        what was kept before *older_than* (they are in the order they were kept)."""
         held = self.held
+        if but is not None:
+            for fd in [fd for fd in held if fd != but]:
+                self._release(fd)
+            return
         while held:
             fd = next(iter(held))
-            conn, server, address, since = held[fd]
-            if older_than is not None and since >= older_than:
+            if older_than is not None and held[fd][3] >= older_than:
                 return
-            del held[fd]
-            self.poller.unregister(fd)
-            self._to_master(server, conn, address)
+            self._release(fd)
+
+    def _release(self, fd):
+        conn, server, address, _ = self.held.pop(fd)
+        self.poller.unregister(fd)
+        self._to_master(server, conn, address)
 
     def take(self, fd):
         """The kept connection *fd*, readable now: (connection, server, address), or None
@@ -135,7 +147,15 @@ class HandBack:
 
     def done(self):
         self.lock.acquire()
+        # How long this worker's requests take (a moving average): short ones are
+        # worth waiting for, rather than handing what is kept over.
+        self.typical += (time.monotonic() - self.request_since - self.typical) * 0.1
         self.request_since = None
+
+    def worth_passing(self):
+        """Whether to give what is kept to the master before taking other work: when
+        this worker's requests are not short and another worker is free."""
+        return self.typical > HOLD_FAST and self.others_free()
 
     def _watch(self):
         """The watch thread: a request that runs long lets go of what is held."""

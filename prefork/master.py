@@ -69,6 +69,7 @@ class Master:
         self._waker_w.setblocking(False)
         self._stop_requested = False
         self._catch_up = False
+        self._due = None  # (the next deadline,) as the last whole turn found it
         self.inbox = self.board = self.notifier = self.control = self.poller = None
         self.keeper = None  # the idle keep-alive connections (keeper.Keeper), stream servers
         self.started = time.time()
@@ -123,9 +124,11 @@ class Master:
 
     def _turn(self):
         keeper = self.keeper
-        deadlines = [self.pool.next_deadline(self._beats()), self._next_watchdog,
-                     self.upgrader.deadline()]
-        deadline = min((d for d in deadlines if d is not None), default=None)
+        if self._due is None:  # the last turn was a whole one: the deadlines may have moved
+            deadlines = [self.pool.next_deadline(self._beats()), self._next_watchdog,
+                         self.upgrader.deadline()]
+            self._due = (min((d for d in deadlines if d is not None), default=None),)
+        deadline = self._due[0]
         idle = keeper.next_deadline() if keeper else None
         soonest = min((d for d in (deadline, idle) if d is not None), default=None)
         timeout = None if soonest is None else max(0, soonest - time.monotonic())
@@ -133,12 +136,13 @@ class Master:
         events = self.poller.poll(0 if catch_up else None if timeout is None
                                   else timeout * 1000 + 1)
         if keeper is not None:
-            # Idle connections first, and alone when nothing else woke the loop: under
-            # keep-alive load most turns are theirs, and take no more than this.
+            # Idle connections first, and alone when nothing else woke the loop and no
+            # deadline is due: under keep-alive load most turns are theirs, and cheap.
             now = time.monotonic()
             events = keeper.serve(events, now)
             if not (events or catch_up or (deadline is not None and now >= deadline)):
                 return
+        self._due = None
         upgrade_fds = self.upgrader.fds()
         for fd, _ in events:
             if self.inbox and fd == self.inbox.fileno():

@@ -154,8 +154,12 @@ def _live(server, plan):
                 slot.beat()  # idle: show the master this worker is alive
                 take = list(by_fd.values())  # and try each socket, as a safety net (below)
             if held:
-                if leaving or not events or back.others_free():
-                    back.release()  # another worker may serve them: the master holds them
+                if leaving or not events:
+                    back.release()  # to the master, to be passed to a free worker
+                elif (len(held) > 1 or take) and back.worth_passing():
+                    # Busy now: what waits for a request goes where one would be served
+                    # at once, all but the first that has its request here already.
+                    back.release(but=ready[0] if ready else -1)
                 else:
                     back.release(older_than=time.monotonic() - HOLD_SECONDS)
             for fd in ready:
