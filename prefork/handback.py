@@ -58,6 +58,7 @@ class HandBack:
             if keepalive and sock.type == socket.SOCK_STREAM:
                 srv._keeps = True
         self.held = {}               # fd -> (connection, server, address, since)
+        self.watched = set()         # the descriptors of connections in the epoll
         self.leaving = False
         # The loop's lock: the worker's main thread has it, except while a request
         # runs; then the watch thread may take it and give what is held away.
@@ -77,7 +78,9 @@ class HandBack:
         if fd < 0:
             return  # the server closed it after all
         if len(self.held) < HOLD_MOST and not self.leaving:
-            self.poller.register(fd, _READABLE)
+            if fd not in self.watched:  # else still in the epoll since its last request
+                self.poller.register(fd, _READABLE)
+                self.watched.add(fd)
             self.held[fd] = (conn, server, address, time.monotonic())
             if not self.wake.is_set():
                 self.wake.set()
@@ -89,8 +92,11 @@ class HandBack:
         self._to_master(server, conn, address)
 
     def _to_master(self, server, conn, address):
-        if keeper.give(self.channel, conn.fileno(),
-                       payload(self.index[id(server)], address)):
+        fd = conn.fileno()
+        if fd in self.watched:  # before the master has it: no event for it here any more
+            self.poller.unregister(fd)
+            self.watched.discard(fd)
+        if keeper.give(self.channel, fd, payload(self.index[id(server)], address)):
             conn.close()  # the master holds it now; this process's descriptor goes
         else:
             server.shutdown_request(conn)  # the master is not taking any: close it
@@ -117,17 +123,18 @@ class HandBack:
 
     def _release(self, fd):
         conn, server, address, _ = self.held.pop(fd)
-        self.poller.unregister(fd)
         self._to_master(server, conn, address)
 
     def take(self, fd):
         """The kept connection *fd*, readable now: (connection, server, address), or None
-        if it is not held here any more."""
+        if it is not held here any more.  It stays in the epoll while it is served:
+        kept again, it costs no system call."""
         entry = self.held.pop(fd, None)
-        if entry is None:
-            return None
-        self.poller.unregister(fd)
-        return entry[:3]
+        return None if entry is None else entry[:3]
+
+    def dropped(self, fd):
+        """Connection *fd* was served and not kept: closed, so out of the epoll too."""
+        self.watched.discard(fd)
 
     def receive(self):
         """A connection the master passed on: (connection, server, address), or None

@@ -293,21 +293,28 @@ def _serve(kept, slot, back):
 
 
 def _process(server, request, client_address, back, now):
-    if back is not None:
-        back.running(now)  # the watch thread may give the kept connections away meanwhile
+    if back is None:
+        try:
+            server.process_request(request, client_address)
+        except Exception:
+            server.handle_error(request, client_address)
+            server.shutdown_request(request)
+        return
+    fd = request.fileno()
+    back.running(now)  # the watch thread may give the kept connections away meanwhile
     try:
         server.process_request(request, client_address)
     except Exception:
         server._kept = None
         server.handle_error(request, client_address)
         server.shutdown_request(request)
-        return
     finally:
-        if back is not None:
-            back.done()
+        back.done()
     if server._kept is not None:
         server._kept = None
         back.give(server, request, client_address)
+    else:
+        back.dropped(fd)
 
 
 class _Tally:

@@ -11,7 +11,6 @@ time it runs, so the master can say what a worker it kills for silence was doing
 
 import logging
 import time
-from socket import MSG_DONTWAIT, MSG_PEEK
 from types import SimpleNamespace
 
 import core
@@ -25,7 +24,6 @@ from .response import Response, date_line
 
 __all__ = ["WSGIRequestHandler", "handler_for", "SETTINGS"]
 
-_PEEK = int(MSG_PEEK | MSG_DONTWAIT)  # a look at what came, as a plain int (not an enum)
 
 # The settings a handler takes (names shared with prefork's Config), and their defaults:
 # the request's limits as Request declares them, then the handler's own.
@@ -44,6 +42,10 @@ class WSGIRequestHandler(core.BaseRequestHandler):
     _bases = {}             # id(server) -> its base environ
 
     def handle(self):
+        """Serve the requests on the connection: one, and then those pipelined after it
+        (read with it).  Where the server keeps connections (keep_alive()), the handler
+        returns once an answer is out and nothing more has been read: the next request
+        is served when it comes, by a handler made for it."""
         sock = self.request
         server = self.server
         keep_alive = getattr(server, "keep_alive", None)
@@ -56,26 +58,11 @@ class WSGIRequestHandler(core.BaseRequestHandler):
                 data = self._serve(sock, persistent, data)
                 if data is None:
                     break
-                if data:  # pipelined: read already, so served here
-                    next_request = getattr(server, "next_request", None)
-                    if next_request is not None:
-                        next_request(sock)
-                    continue
-                # Has the next request come already?  Then it is served here, if the
-                # worker may; else the connection is idle, and the server keeps it.
-                try:
-                    if not sock.recv(1, _PEEK):
-                        data = None
-                        break  # the client closed it
-                except BlockingIOError:
-                    return
-                except OSError:
-                    data = None
-                    break
+                if not data:
+                    return  # the answer is out: the server keeps the connection
                 next_request = getattr(server, "next_request", None)
-                if next_request is not None and not next_request(sock):
-                    return
-                data = None
+                if next_request is not None:  # pipelined: read already, so served here
+                    next_request(sock)
         except BaseException:
             data = None
             raise
