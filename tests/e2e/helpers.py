@@ -22,6 +22,8 @@ from ..prefork.harness import ROOT, TIMEOUT, Background, descendants, wait_for
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 PROXY_SETTINGS = os.path.join(ROOT, "docs", "deploy", "nginx-prefork.conf")
+SITE = os.path.join(ROOT, "docs", "deploy", "nginx-shop.conf")
+WSGI_APPS = os.path.join(ROOT, "tests", "wsgi")  # wsgiapps:application, for keep-alive
 
 needs_nginx = pytest.mark.skipif(not os.path.exists(NGINX),
                                  reason="nginx not installed (Debian package nginx)")
@@ -57,7 +59,7 @@ class Nginx:
         self.tmp = tempfile.mkdtemp(prefix="nginx-", dir="/tmp")
         os.chmod(self.tmp, 0o777)
         conf = os.path.join(directory, "nginx.conf")
-        upstream = upstream or f"upstream prefork_shop {{ server unix:{sock}; }}"
+        upstream = upstream or site_upstream(sock)
         with open(conf, "w") as f:
             f.write(NGINX_CONF.format(dir=directory, upstream=upstream, port=port,
                                       settings=PROXY_SETTINGS, tmp=self.tmp))
@@ -94,6 +96,16 @@ class Nginx:
             self.proc.wait()
         self.proc.stderr.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def site_upstream(sock):
+    """The upstream block of the documented site (docs/deploy/nginx-shop.conf), its
+    socket replaced by *sock*."""
+    with open(SITE) as f:
+        text = "".join(line for line in f if not line.lstrip().startswith("#"))
+    block = re.search(r"upstream prefork_shop \{.*?\n\}", text, re.S)[0]
+    assert "server unix:/run/prefork-shop.sock;" in block
+    return block.replace("unix:/run/prefork-shop.sock", f"unix:{sock}")
 
 
 class HttpLoad(Background):

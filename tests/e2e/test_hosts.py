@@ -6,7 +6,7 @@ import re
 import signal
 
 from ..prefork.harness import ROOT, Running, wait_for
-from .helpers import HttpLoad, Nginx, free_port, needs_nginx, subreaper, upgrade
+from .helpers import WSGI_APPS, HttpLoad, Nginx, free_port, needs_nginx, subreaper, upgrade
 
 pytestmark = needs_nginx
 
@@ -27,9 +27,9 @@ def upstream_block(addresses):
 def test_hosts_reloading_upgrading_down_and_stopping_fail_no_request(sockdir, tmp_path):
     down = free_port()  # a host that is not there at all
     new = None
-    args = ["--workers", "2", "examples.hello:Hello"]
-    with subreaper(), Running(sockdir, cli=args, tag="a") as a, \
-            Running(sockdir, cli=args, tag="b") as b:
+    args = ["--workers", "2", "wsgiapps:application"]  # kept-alive connections, too
+    with subreaper(), Running(sockdir, cli=args, tag="a", pythonpath=[WSGI_APPS]) as a, \
+            Running(sockdir, cli=args, tag="b", pythonpath=[WSGI_APPS]) as b:
         hosts = [f"{h}:{p}" for h, p in (a.address, b.address)] + [f"127.0.0.1:{down}"]
         nginx = Nginx(str(tmp_path / "nginx"), None, free_port(), upstream_block(hosts))
         load = HttpLoad(nginx, max_requests=200_000, max_seconds=60)

@@ -1,12 +1,17 @@
-"""nginx in front of `prefork serve` on a Unix socket: reloads under load answer
-every request with a 2xx, through the proxy settings the deploy guide gives."""
+"""nginx in front of `prefork serve` on a Unix socket, with the site and proxy
+settings the deploy guide gives (upstream keep-alive): reloads under load answer
+every request with a 2xx, and the connections nginx keeps are the master's while
+idle."""
 
 import os
+import signal
 import subprocess
 import sys
 
+from prefork.command.client import ask
+
 from ..prefork.harness import ROOT, TIMEOUT, Running, wait_for
-from .helpers import HttpLoad, Nginx, free_port, needs_nginx
+from .helpers import WSGI_APPS, HttpLoad, Nginx, free_port, needs_nginx
 
 pytestmark = needs_nginx
 
@@ -42,4 +47,35 @@ def test_reloads_through_nginx_answer_every_request(sockdir, tmp_path):
             assert load.bad == [] and load.ok > 100
         finally:
             nginx.close()
-    assert not os.path.exists(sock)  # the master's own socket, removed at its final stop
+
+
+def test_kept_connections_through_a_reload_storm_fail_no_request(sockdir, tmp_path):
+    os.chmod(sockdir, 0o711)
+    sock = os.path.join(sockdir, "shop.sock")
+    ctl = os.path.join(sockdir, "ctl.sock")
+    with Running(sockdir, cli=["--bind", f"unix:{sock}", "--socket-group", "nogroup",
+                               "--control", ctl, "--workers", "2", "wsgiapps:application"],
+                 pythonpath=[WSGI_APPS]) as m:
+        nginx = Nginx(str(tmp_path / "nginx"), sock, free_port())
+        try:
+            status, body = nginx.get()
+            assert status == 200 and body.startswith(b"hello from ")
+            # nginx keeps its connection: idle, the master holds it.
+            wait_for(lambda: ask(ctl, {"cmd": "status"})["idle_connections"]["held"] >= 1
+                     or None, "the idle upstream connection held by the master")
+            with HttpLoad(nginx) as load:
+                # A reload starts as soon as the last has, many times over: generations
+                # come and go while nginx's kept connections carry requests.
+                for _ in range(12):
+                    wait_for(lambda n=load.ok: load.ok > n + 10, "requests between reloads")
+                    m.signal(signal.SIGHUP)
+                    m.expect("RELOADING=1")
+                m.expect("READY=1")
+                wait_for(lambda n=load.ok: load.ok > n + 50, "requests after the reloads")
+            assert load.bad == [] and load.ok > 150
+            counts = ask(ctl, {"cmd": "status"})["idle_connections"]
+            assert counts["taken_back"] > 0  # the connections were kept, not closed
+            with open(tmp_path / "nginx" / "error.log") as f:
+                assert "upstream prematurely closed" not in f.read()
+        finally:
+            nginx.close()

@@ -15,7 +15,16 @@ import threading
 import psutil
 
 from ..prefork.harness import ROOT, Load, Running, descendants, wait_for
-from .helpers import HttpLoad, NewMaster, Nginx, free_port, needs_nginx, subreaper, upgrade
+from .helpers import (
+    WSGI_APPS,
+    HttpLoad,
+    NewMaster,
+    Nginx,
+    free_port,
+    needs_nginx,
+    subreaper,
+    upgrade,
+)
 
 
 def prefork(*args, cwd):
@@ -131,7 +140,7 @@ def test_upgrade_through_nginx_fails_no_request(sockdir, tmp_path):
     new = None
     with subreaper(), Running(sockdir, cli=[
             "--bind", f"unix:{sock}", "--socket-group", "nogroup", "--pidfile", pidfile,
-            "--workers", "4", "examples.hello:Hello"]) as m:
+            "--workers", "4", "wsgiapps:application"], pythonpath=[WSGI_APPS]) as m:
         nginx = Nginx(str(tmp_path / "nginx"), sock, free_port())
         load = HttpLoad(nginx)
         load.start()
@@ -142,7 +151,7 @@ def test_upgrade_through_nginx_fails_no_request(sockdir, tmp_path):
             assert os.path.exists(sock)  # the old master left the socket file to the new
             wait_for(lambda n=load.ok: load.ok > n + 200, "requests after the upgrade")
             answers = {nginx.get()[1] for _ in range(20)}
-            assert answers <= {f"hello from worker {pid}\n".encode() for pid in new.workers()}
+            assert answers <= {f"hello from {pid}".encode() for pid in new.workers()}
         finally:
             load.stop()
             nginx.close()

@@ -6,13 +6,15 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 
 import psutil
 import pytest
 
 from prefork.command.client import ask
 
-from ..prefork.harness import Running, wait_for
+from ..prefork.harness import ROOT, Running, wait_for
 from .helpers import TIMEOUT, Client, pid_of, request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -274,3 +276,14 @@ def test_while_all_are_busy_a_worker_keeps_a_connection_until_a_request_runs_lon
         assert not (gates[1] / "go").exists()
         (gates[1] / "go").touch()
         assert slow.response()[2] == b"passed the gate"
+
+
+def test_prefork_status_shows_the_idle_connections_held(sockdir, clients):
+    with serve(sockdir) as m:
+        for c in clients(m.address, 3):
+            assert c.get()[0] == 200
+        held(m, 3)
+        out = subprocess.run([sys.executable, "-m", "prefork", "status", "--control", m.ctl],
+                             capture_output=True, text=True, timeout=TIMEOUT, check=True,
+                             env=dict(os.environ, PYTHONPATH=ROOT)).stdout
+        assert "idle connections: 3 held by the master (at most 1000, 75s each)" in out
