@@ -27,6 +27,7 @@ back unread.
 import array
 import collections
 import os
+import resource
 import select
 import socket
 
@@ -70,6 +71,7 @@ def for_pool(servers, cfg, poller, inherited=()):
     server has a stream socket (no connections to keep)."""
     if not any(srv.socket.type == socket.SOCK_STREAM for srv in servers):
         return None
+    _room_for(cfg.max_idle_connections)
     keeper = Keeper(Channel(inherited), cfg.keepalive_timeout, cfg.max_idle_connections)
     keeper.watch(poller)
     return keeper
@@ -261,6 +263,17 @@ class Keeper:
         self.epoll.unregister(fd)
         _close(fd)
         self.counts[why] += 1
+
+
+def _room_for(idle):
+    """Raise the open-file limit so *idle* held connections fit beside the rest, as far
+    as the hard limit allows (systemd's default soft limit is 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = idle + 1024
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if new > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
 def _has_data(fd):

@@ -3,6 +3,7 @@ to the master, and any free worker serves the next request on it.  Real masters,
 workers and sockets; the master's own account (`prefork status`) says what it holds."""
 
 import os
+import resource
 import signal
 import socket
 import struct
@@ -287,3 +288,17 @@ def test_prefork_status_shows_the_idle_connections_held(sockdir, clients):
                              capture_output=True, text=True, timeout=TIMEOUT, check=True,
                              env=dict(os.environ, PYTHONPATH=ROOT)).stdout
         assert "idle connections: 3 held by the master (at most 1000, 75s each)" in out
+
+
+def test_the_master_raises_its_open_file_limit_for_the_idle_connections(sockdir):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4024:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # systemd's default soft one
+    try:
+        with serve(sockdir, "--max-idle-connections", "3000") as m:
+            with open(f"/proc/{m.pid}/limits") as f:
+                line = next(line for line in f if line.startswith("Max open files"))
+            assert line.split()[3] == "4024"
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
