@@ -300,7 +300,7 @@ def _process(server, request, client_address, back, now):
             server.handle_error(request, client_address)
             server.shutdown_request(request)
         return
-    fd = request.fileno()
+    fd = request.fileno() if type(request) is not tuple else -1  # (a datagram's is)
     back.running(now)  # the watch thread may give the kept connections away meanwhile
     try:
         server.process_request(request, client_address)
