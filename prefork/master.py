@@ -224,6 +224,7 @@ class Master:
 
     def reload(self):
         """Read the settings again and start a new generation; return why not, or ""."""
+        self._apply(self.pool.reload_starting())
         try:
             self.server.on_reload()
             reread = self.deployment.reread

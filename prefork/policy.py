@@ -101,6 +101,7 @@ class Pool:
         self.generation = 1
         self.reload_gen = None
         self.reload_pending = False
+        self.said_reloading = False  # RELOADING=1 sent, the settings not read yet
         self.last_reload = ""  # "ok", or "failed (why)"
         self.stopping = None  # None, or the deadline after which everything is killed
         self.announced = False
@@ -162,6 +163,15 @@ class Pool:
         self.crashes = 0
         return acts
 
+    def reload_starting(self):
+        """A reload was asked for (SIGHUP): systemd hears RELOADING=1 at once, before
+        the settings are read, unless one is under way (this one will follow it) or the
+        pool is stopping.  reload() or reload_refused() comes next."""
+        if self.stopping is not None or self.reload_gen is not None:
+            return []
+        self.said_reloading = True
+        return [Notify("reloading", "reading the settings again")]
+
     def reload(self, now):
         if self.stopping is not None:
             return []
@@ -169,12 +179,17 @@ class Pool:
             self.reload_pending = True
             return [Log("info", "reload requested during a reload: it will follow this one")]
         self.reload_gen = max([self.generation] + [w.generation for w in self.workers.values()]) + 1
+        said, self.said_reloading = self.said_reloading, False
         return [Log("info", f"reload: starting generation {self.reload_gen}"),
-                Notify("reloading", f"reloading to generation {self.reload_gen}")]
+                Notify("status" if said else "reloading",
+                       f"reloading to generation {self.reload_gen}")]
 
     def reload_refused(self, why):
-        """The new settings could not be had (the master logged why): nothing changes."""
-        return [Notify("ready", f"reload failed: {why}")]
+        """The new settings could not be had (the master logged why): nothing changes.
+        A reload already under way goes on, and says READY=1 when it ends."""
+        self.said_reloading = False
+        return [Notify("status" if self.reload_gen is not None else "ready",
+                       f"reload failed: {why}")]
 
     def reconfigure(self, cfg, slots):
         """New settings (a reload read them).  The scoreboard was sized at start, so

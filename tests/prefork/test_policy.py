@@ -541,3 +541,21 @@ def test_the_new_master_is_overdue_once():
     assert not due.overdue(99.9)
     assert due.overdue(100.0)
     assert not due.overdue(200.0) and due.at is None  # said once: its exit ends it
+
+
+def test_reloading_is_said_before_the_settings_are_read_and_once():
+    sim = Sim(workers=1, max_workers=2)
+    sim.start()
+    assert sim.pool.reload_starting() == [Notify("reloading", "reading the settings again")]
+    acts = sim.pool.reload(sim.now)  # the settings were good: the generation's number follows
+    assert sim.of(Notify, acts) == [Notify("status", "reloading to generation 2")]
+    sim.tick()
+    # Another SIGHUP meanwhile: nothing said yet; bad settings this time say so, and
+    # READY=1 waits for the reload under way.
+    assert sim.pool.reload_starting() == []
+    assert sim.pool.reload_refused("bad toml") == [Notify("status", "reload failed: bad toml")]
+    sim.ready_all()
+    assert sim.of(Notify, sim.tick()) == [Notify("ready")]
+    # With no reload under way, bad settings end the one just said: READY=1.
+    sim.pool.reload_starting()
+    assert sim.pool.reload_refused("bad toml") == [Notify("ready", "reload failed: bad toml")]
