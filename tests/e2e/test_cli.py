@@ -302,10 +302,13 @@ def test_hup_rereads_the_file_and_a_bad_file_keeps_the_old_settings(appdir, sock
         m.signal(signal.SIGTERM)
         m.expect("STOPPING=1")
         assert m.wait_exit() == 0
-    # The notify sequence, in order: ready, reloading, ready, ready (failed), stopping.
-    kinds = [msg.split("\n")[0] for msg in m.messages]
-    assert kinds == ["READY=1", "RELOADING=1", "READY=1", "READY=1", "STOPPING=1"]
+    # The notify sequence, in order: ready; reloading (said as the SIGHUP came), the new
+    # generation once the file was read, ready; reloading, ready (failed); stopping.
+    kinds = [msg.split("\n")[0].split("=")[0] for msg in m.messages]
+    assert kinds == ["READY", "RELOADING", "STATUS", "READY", "RELOADING", "READY",
+                     "STOPPING"]
     assert "MONOTONIC_USEC=" in m.messages[1]
+    assert m.messages[2].startswith("STATUS=reloading to generation 2;")
 
 
 def test_daemon_mode_with_its_pidfile(appdir, sockdir):
