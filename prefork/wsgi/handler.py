@@ -1,12 +1,16 @@
-"""The WSGI front end as a socketserver request handler: one HTTP request a
-connection, read, handed to the application, answered, logged.
+"""The WSGI front end as a socketserver request handler: a request read, handed to
+the application, answered, logged; then those pipelined after it.
 
 It is a BaseRequestHandler of ``core``: any server of the socketserver API runs
 it, the pre-forked ones included, and neither the master nor the worker loop
 knows it is HTTP.  What it owes the server: an exception in the application goes
-to ``server.handle_error()`` and never ends the worker; and, on a server that
-offers ``note_request()`` (a pre-forked one), the request line is noted for the
-time it runs, so the master can say what a worker it kills for silence was doing.
+to ``server.handle_error()`` and never ends the worker; on a server that offers
+``note_request()`` (a pre-forked one), the request line is noted for the time it
+runs, so the master can say what a worker it kills for silence was doing; and on
+one that offers ``keep_alive()``, a connection that may persist is kept when the
+answer is out, for the next request to be served by a handler made for it (the
+server decides where it waits meanwhile), while on any other server each
+connection closes after its answer.
 """
 
 import logging
