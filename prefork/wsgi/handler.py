@@ -82,11 +82,21 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             req = read_request(sock, self.request_class, data)
         except HTTPError as e:
             self._refuse(e, None, started, e.request.line if e.request else "-")
+            if e.request is not None:
+                e.request.parser = None
             return None
         except OSError:
             return None  # the client went away
         if req is None:
             return None
+        try:
+            return self._answer(sock, req, persistent, started)
+        finally:
+            # The parser holds the request's methods, and the request the parser: freed
+            # now, not by the cyclic garbage collector some requests later.
+            req.parser = None
+
+    def _answer(self, sock, req, persistent, started):
         line = req.line
         note = getattr(self.server, "note_request", None)
         if note is not None:

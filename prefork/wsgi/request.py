@@ -256,6 +256,7 @@ def read_request(sock, cls=Request, data=None):
                 data = b""
             else:
                 if not data:
+                    req.parser = None  # (a cycle: see the handler)
                     return None  # the client left before sending anything
         if data and data[0] < 65:  # CR or LF (a method starts with a letter): empty lines
             data = data.lstrip(b"\r\n")
@@ -263,7 +264,10 @@ def read_request(sock, cls=Request, data=None):
         if end < 0:
             if data:
                 req.feed(data)
-            return _read_slowly(req, bytearray(data))
+            got = _read_slowly(req, bytearray(data))
+            if got is None:
+                req.parser = None  # (a cycle: see the handler)
+            return got
         return _begin(req, data, end + 4)
     except HTTPError as e:
         e.request = req
