@@ -71,6 +71,8 @@ def for_pool(servers, cfg, poller, inherited=()):
     server has a stream socket (no connections to keep)."""
     if not any(srv.socket.type == socket.SOCK_STREAM for srv in servers):
         return None
+    for srv in servers:
+        _no_delay(srv.socket)
     _room_for(cfg.max_idle_connections)
     keeper = Keeper(Channel(inherited), cfg.keepalive_timeout, cfg.max_idle_connections)
     keeper.watch(poller)
@@ -263,6 +265,17 @@ class Keeper:
         self.epoll.unregister(fd)
         _close(fd)
         self.counts[why] += 1
+
+
+def _no_delay(sock):
+    """TCP_NODELAY on a TCP listening socket, which its connections inherit: on a kept
+    connection, answers to pipelined requests and an answer written in pieces go out
+    at once, instead of waiting for the client's delayed ACK of the last one."""
+    if sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
 
 
 def _room_for(idle):

@@ -301,3 +301,10 @@ def test_the_master_raises_its_open_file_limit_for_the_idle_connections(sockdir)
             assert line.split()[3] == "4024"
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_connections_go_out_without_waiting_for_delayed_acks(sockdir):
+    # The master sets TCP_NODELAY on the listening socket (this test's own, shared), and
+    # every connection inherits it: pipelined answers are not held back by Nagle.
+    with serve(sockdir) as m:
+        assert m.listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
