@@ -71,17 +71,18 @@ class HandBack:
 
     # -- a request ends with its connection kept ---------------------------------------
 
-    def give(self, server, conn, address):
-        """Keep the idle connection *conn* here, or hand it to the master when this
-        worker holds enough or is leaving; closed if neither can take it."""
-        fd = conn.fileno()
-        if fd < 0:
+    def give(self, server, conn, address, fd, now):
+        """Keep the idle connection *conn* (descriptor *fd*) here, or hand it to the
+        master when this worker holds enough or is leaving; closed if neither can take
+        it."""
+        if conn.fileno() < 0:
+            self.watched.discard(fd)
             return  # the server closed it after all
         if len(self.held) < HOLD_MOST and not self.leaving:
             if fd not in self.watched:  # else still in the epoll since its last request
                 self.poller.register(fd, _READABLE)
                 self.watched.add(fd)
-            self.held[fd] = (conn, server, address, time.monotonic())
+            self.held[fd] = (conn, server, address, now)
             if not self.wake.is_set():
                 self.wake.set()
                 if self.watch is None:
@@ -126,15 +127,11 @@ class HandBack:
         self._to_master(server, conn, address)
 
     def take(self, fd):
-        """The kept connection *fd*, readable now: (connection, server, address), or None
-        if it is not held here any more.  It stays in the epoll while it is served:
+        """The kept connection *fd*, readable now: (connection, server, address, fd), or
+        None if it is not held here any more.  It stays in the epoll while it is served:
         kept again, it costs no system call."""
         entry = self.held.pop(fd, None)
-        return None if entry is None else entry[:3]
-
-    def dropped(self, fd):
-        """Connection *fd* was served and not kept: closed, so out of the epoll too."""
-        self.watched.discard(fd)
+        return None if entry is None else (entry[0], entry[1], entry[2], fd)
 
     def receive(self):
         """A connection the master passed on: (connection, server, address), or None
@@ -144,20 +141,37 @@ class HandBack:
             return None
         fd, data = got
         index, address = unpack(data)
-        return socket.socket(*self.kinds[index], fd), self.servers[index], address
+        return socket.socket(*self.kinds[index], fd), self.servers[index], address, fd
 
     # -- while a request runs ------------------------------------------------------------
 
-    def running(self, now):
+    def serve(self, request, server, address, fd, slot):
+        """Serve a request on connection *request* (descriptor *fd*; -1 for a datagram)
+        through the server's hooks, the slot busy meanwhile; then keep the connection
+        if the handler asked to (keep_alive()), or forget it."""
+        now = time.monotonic()
+        slot.begin_request(now)
         self.request_since = now
-        self.lock.release()
-
-    def done(self):
-        self.lock.acquire()
-        # How long this worker's requests take (a moving average): short ones are
-        # worth waiting for, rather than handing what is kept over.
-        self.typical += (time.monotonic() - self.request_since - self.typical) * 0.1
-        self.request_since = None
+        self.lock.release()  # the watch thread may give the kept connections away meanwhile
+        try:
+            server.process_request(request, address)
+        except Exception:
+            server._kept = None
+            server.handle_error(request, address)
+            server.shutdown_request(request)
+        finally:
+            self.lock.acquire()
+            end = time.monotonic()
+            # How long this worker's requests take (a moving average): short ones are
+            # worth waiting for, rather than handing what is kept over.
+            self.typical += (end - now - self.typical) * 0.1
+            self.request_since = None
+            slot.end_request(end)
+        if server._kept is not None:
+            server._kept = None
+            self.give(server, request, address, fd, end)
+        else:
+            self.watched.discard(fd)  # closed: out of the epoll too
 
     def worth_passing(self):
         """Whether to give what is kept to the master before taking other work: when

@@ -58,14 +58,16 @@ class _Views:
 class Slot:
     """A view of one slot; cheap to make, holds no copy of the data."""
 
-    __slots__ = ("_views", "_base", "index", "_served", "_busy", "_busy_since", "_fast")
+    __slots__ = ("_views", "_base", "index", "_served", "_busy", "_busy_since", "_doubles",
+                 "_counts", "_states", "_raw", "_at_beat", "_at_requests", "_at_state",
+                 "_at_busy", "_at_note")
 
     def __init__(self, views, index):
         self._views, self._base, self.index = views, index * SLOT_SIZE, index
         self._served = 0  # the worker's own count, mirrored into the slot
         self._busy = 0.0  # the worker's own busy total, mirrored likewise
         self._busy_since = None
-        self._fast = None  # the worker's own fields, for the per-request writes
+        self._doubles = None  # the worker's own fields, for the per-request writes
 
     def _get(self, field):
         return self._views.get(self._base, field)
@@ -126,32 +128,32 @@ class Slot:
     # its lookups: what a worker pays per request for the master's view of it.
     def begin_request(self, now):
         """Busy since *now*."""
-        fast = self._fast or self._make_fast()
-        fast[0][fast[3]] = now
-        fast[2][fast[5]] = BUSY
+        if self._doubles is None:
+            self._make_fast()
+        self._doubles[self._at_beat] = now
+        self._states[self._at_state] = BUSY
         self._busy_since = now
 
     def end_request(self, now):
         """Idle since *now*, one request more served; the request's note cleared."""
         self._served += 1
         self._busy += now - self._busy_since
-        doubles, counts, states, beat, requests, state, busy, raw, note = self._fast
-        doubles[beat] = now
-        counts[requests] = self._served
-        states[state] = IDLE
-        doubles[busy] = self._busy
-        raw[note] = 0
+        doubles = self._doubles
+        doubles[self._at_beat] = now
+        self._counts[self._at_requests] = self._served
+        self._states[self._at_state] = IDLE
+        doubles[self._at_busy] = self._busy
+        self._raw[self._at_note] = 0
         self._busy_since = None
 
     def _make_fast(self):
         def at(field):  # (the view, the index) of one of this slot's fields
             view, size = self._views.field[field]
             return view, (self._base + field) // size
-        (doubles, beat), (counts, requests), (states, state), (_, busy) = \
+        (self._doubles, self._at_beat), (self._counts, self._at_requests), \
+            (self._states, self._at_state), (_, self._at_busy) = \
             at(_BEAT), at(_REQUESTS), at(_STATE), at(_BUSY)
-        self._fast = (doubles, counts, states, beat, requests, state, busy,
-                      self._views.raw, self._base + _NOTE)
-        return self._fast
+        self._raw, self._at_note = self._views.raw, self._base + _NOTE
 
     def beat(self, now=None):
         self._put(_BEAT, time.monotonic() if now is None else now)

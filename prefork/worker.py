@@ -265,11 +265,20 @@ def _serve_one(server, slot, back=None):
         request, client_address = server.get_request()
     except OSError:
         return False  # another worker took it, or the client left before accept
-    now = time.monotonic()
-    slot.begin_request(now)
+    if back is not None and server.verify_request(request, client_address):
+        back.serve(request, server, client_address,
+                   request.fileno() if type(request) is not tuple else -1, slot)  # (datagram)
+        return True
+    slot.begin_request(time.monotonic())
     try:
-        if server.verify_request(request, client_address):
-            _process(server, request, client_address, back, now)
+        if back is not None:
+            server.shutdown_request(request)  # not verified
+        elif server.verify_request(request, client_address):
+            try:
+                server.process_request(request, client_address)
+            except Exception:
+                server.handle_error(request, client_address)
+                server.shutdown_request(request)
         else:
             server.shutdown_request(request)
     finally:
@@ -278,43 +287,12 @@ def _serve_one(server, slot, back=None):
 
 
 def _serve(kept, slot, back):
-    """Serve the next request on a kept connection: (connection, server, address), or
-    None when another worker took it first."""
+    """Serve the next request on a kept connection: (connection, server, address, fd),
+    or None when another worker took it first."""
     if kept is None:
         return False
-    request, server, client_address = kept
-    now = time.monotonic()
-    slot.begin_request(now)
-    try:
-        _process(server, request, client_address, back, now)
-    finally:
-        slot.end_request(time.monotonic())
+    back.serve(*kept, slot)
     return True
-
-
-def _process(server, request, client_address, back, now):
-    if back is None:
-        try:
-            server.process_request(request, client_address)
-        except Exception:
-            server.handle_error(request, client_address)
-            server.shutdown_request(request)
-        return
-    fd = request.fileno() if type(request) is not tuple else -1  # (a datagram's is)
-    back.running(now)  # the watch thread may give the kept connections away meanwhile
-    try:
-        server.process_request(request, client_address)
-    except Exception:
-        server._kept = None
-        server.handle_error(request, client_address)
-        server.shutdown_request(request)
-    finally:
-        back.done()
-    if server._kept is not None:
-        server._kept = None
-        back.give(server, request, client_address)
-    else:
-        back.dropped(fd)
 
 
 class _Tally:
