@@ -20,12 +20,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
 __all__ = ["ROOT", "SERVERS", "PY", "parser", "prepare", "free_port", "scratch", "run_kit",
            "wrk_latency", "wait_http", "wait_until", "stop_group", "read_pid", "prefork_server",
-           "nginx_command", "with_hup", "peer", "peer_version"]
+           "nginx_command", "with_hup", "peer", "peer_version", "Every"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVERS = os.path.join(ROOT, "benchmarks", "servers")
@@ -125,6 +126,24 @@ def nginx_command(kit, port):
     with open(path, "w") as f:
         f.write(conf)
     return f"nginx -p {prefix} -c {path} -g 'daemon off;'"
+
+
+class Every(threading.Thread):
+    """Runs *step()* every *interval* seconds until stop(); counts the steps."""
+
+    def __init__(self, interval, step):
+        super().__init__(daemon=True)
+        self.interval, self.step, self.count = interval, step, 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(self.interval):
+            self.step()
+            self.count += 1
+
+    def stop(self):
+        self.done.set()
+        self.join()
 
 
 def with_hup(command, every):

@@ -20,7 +20,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 
 import _driver as d
 import psutil
@@ -36,20 +35,6 @@ def children(pid):
         return []
 
 
-class Injector(threading.Thread):
-    """Runs *step()* every *every* seconds until stopped; counts the steps."""
-
-    def __init__(self, every, step):
-        super().__init__(daemon=True)
-        self.every, self.step, self.count = every, step, 0
-        self.stop = threading.Event()
-
-    def run(self):
-        while not self.stop.wait(self.every):
-            self.step()
-            self.count += 1
-
-
 def run_case(name, command, port, pidfile, seconds, every, step, env):
     for path in (pidfile, pidfile + ".oldbin"):
         if os.path.exists(path):
@@ -63,11 +48,10 @@ def run_case(name, command, port, pidfile, seconds, every, step, env):
             raise SystemExit(f"faults_bench: error: {name} did not start:\n"
                              + open(log_path).read()[-2000:])
         wait_until(lambda: len(children(read_pid(pidfile))) >= WORKERS, 20)
-        injector = Injector(every, lambda: step(pidfile))
+        injector = d.Every(every, lambda: step(pidfile))
         injector.start()
         rps, _, errors = d.wrk_latency(port, seconds)
-        injector.stop.set()
-        injector.join()
+        injector.stop()
         return rps, errors, injector.count
     finally:
         for pid in {proc.pid, read_pid(pidfile), read_pid(pidfile + ".oldbin")} - {0}:

@@ -49,7 +49,6 @@ import statistics
 import string
 import subprocess
 import sys
-import threading
 import time
 
 import _driver as d
@@ -224,25 +223,7 @@ def warm(port):
                     f"http://127.0.0.1:{port}/"], capture_output=True)
 
 
-class Every(threading.Thread):
-    """Runs *step()* every *interval* seconds until stop(); counts the steps."""
-
-    def __init__(self, interval, step):
-        super().__init__(daemon=True)
-        self.interval, self.step, self.count = interval, step, 0
-        self.done = threading.Event()
-
-    def run(self):
-        while not self.done.wait(self.interval):
-            self.step()
-            self.count += 1
-
-    def stop(self):
-        self.done.set()
-        self.join()
-
-
-class Stranded(Every):
+class Stranded(d.Every):
     """The most clients seen at once, connected to a TCP port, that neither sent nor
     received anything for over 2 s: a client that sends a request 100 ms after each
     answer is then waiting for an answer to one (ss -i, sampled every 0.5 s)."""
@@ -350,7 +331,7 @@ def behind_nginx(env, kit, seconds, transport, keepalive, hup):
             warm(port)
             if not hup:
                 return wrk(port, seconds), 0
-            storm = Every(0.2, lambda: hangup(d.read_pid(pidfile)))
+            storm = d.Every(0.2, lambda: hangup(d.read_pid(pidfile)))
             storm.start()
             try:
                 load = wrk(port, seconds)

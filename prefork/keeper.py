@@ -160,17 +160,13 @@ class Keeper:
         return rest
 
     def take_back(self, now):
-        """Hold the idle connections the workers gave back; False if the channel is closed."""
+        """Hold the idle connections the workers gave back."""
         sock = self.channel.master_end
         for _ in range(MOST_PER_TURN):
             got = receive(sock)
-            if got is None:
-                return True
-            fd, payload = got
-            if fd < 0:
-                return False
-            self.hold(fd, payload, now)
-        return True
+            if got is None or got[0] < 0:  # nothing more, or the channel closed
+                return
+            self.hold(*got, now)
 
     def hold(self, fd, payload, now):
         self.counts["taken back"] += 1
@@ -178,7 +174,7 @@ class Keeper:
             _close(fd)
             return
         while len(self.idle) >= self.limit:
-            self._close_oldest("over limit")
+            self._drop(next(iter(self.idle)), "over limit")  # the longest idle
         try:
             self.epoll.register(fd, _WATCH)
         except OSError:  # not a socket epoll can watch: nothing to hold
@@ -250,15 +246,11 @@ class Keeper:
             _close(fd)
 
     def close(self):
-        for fd in list(self.idle):
-            self._drop(fd, "timed out")
+        self.stop_holding()
         while self.queue:
             _close(self.queue.popleft()[0])
         self.epoll.close()
         self.channel.close()
-
-    def _close_oldest(self, why):
-        self._drop(next(iter(self.idle)), why)
 
     def _drop(self, fd, why):
         del self.idle[fd]

@@ -71,7 +71,7 @@ class WorkerPlan:
     close_fds: list          # the master's descriptors, closed first thing
     title: str
     channel: object = None   # the idle connections' channel (workers_end), if any
-    keepalive: bool = False  # hand idle persistent connections to the master
+    keepalive: bool = False  # keep persistent connections (keepalive_timeout > 0)
     states: object = None    # every worker's state (the scoreboard's), to find a free one
 
 
@@ -159,7 +159,7 @@ def _live(server, plan):
                 elif (len(held) > 1 or take) and back.worth_passing():
                     # Busy now: what waits for a request goes where one would be served
                     # at once, all but the first that has its request here already.
-                    back.release(but=ready[0] if ready else -1)
+                    back.release(but=ready[0] if ready else None)
                 else:
                     back.release(older_than=time.monotonic() - HOLD_SECONDS)
             for fd in ready:
@@ -265,22 +265,21 @@ def _serve_one(server, slot, back=None):
         request, client_address = server.get_request()
     except OSError:
         return False  # another worker took it, or the client left before accept
-    if back is not None and server.verify_request(request, client_address):
+    verified = server.verify_request(request, client_address)
+    if verified and back is not None:
         back.serve(request, server, client_address,
                    request.fileno() if type(request) is not tuple else -1, slot)  # (datagram)
         return True
     slot.begin_request(time.monotonic())
     try:
-        if back is not None:
-            server.shutdown_request(request)  # not verified
-        elif server.verify_request(request, client_address):
+        if not verified:
+            server.shutdown_request(request)
+        else:
             try:
                 server.process_request(request, client_address)
             except Exception:
                 server.handle_error(request, client_address)
                 server.shutdown_request(request)
-        else:
-            server.shutdown_request(request)
     finally:
         slot.end_request(time.monotonic())
     return True

@@ -56,22 +56,17 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         # A pre-forked worker keeps a persistent connection for the master to hold
         # between requests; another server closes it after one answer.
         persistent = keep_alive is not None and keep_alive(sock)
-        data = None
+        kept = False
         try:
-            while True:
-                data = self._serve(sock, persistent, data)
-                if data is None:
-                    break
-                if not data:
-                    return  # the answer is out: the server keeps the connection
+            data = self._serve(sock, persistent, None)
+            while data:  # pipelined: read already, so served here
                 next_request = getattr(server, "next_request", None)
-                if next_request is not None:  # pipelined: read already, so served here
+                if next_request is not None:
                     next_request(sock)
-        except BaseException:
-            data = None
-            raise
+                data = self._serve(sock, persistent, data)
+            kept = data is not None  # b"": the answer is out, the server keeps it
         finally:
-            if data is None and persistent:
+            if persistent and not kept:
                 keep_alive(sock, False)  # closed as the request ends
 
     def _serve(self, sock, persistent, data):

@@ -2,6 +2,7 @@
 WSGI front end, for the HTTP tests; and raw requests against it."""
 
 import contextlib
+import os
 import socket
 import threading
 
@@ -116,12 +117,7 @@ class Client:
         while b"\r\n\r\n" not in self.buf:
             self._more()
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        fields = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            fields[name.strip().lower()] = value.strip()
+        status, fields, _ = split_response(head)
         size = int(fields.get("content-length", 0))
         while len(self.buf) < size:
             self._more()
@@ -158,3 +154,11 @@ def request(path="/", method="GET", headers=(), body=b"", version="HTTP/1.1"):
 
 def pid_of(body):
     return int(body.split()[-1])
+
+
+def open_gate(gate):
+    """Let wsgiapps' /gate?GATE request through: GATE/go says so, and opening and closing
+    the request's FIFO ends its wait."""
+    gate = os.fspath(gate)
+    open(os.path.join(gate, "go"), "w").close()
+    os.close(os.open(os.path.join(gate, "word"), os.O_WRONLY | os.O_NONBLOCK))

@@ -16,7 +16,7 @@ import pytest
 from prefork.command.client import ask
 
 from ..prefork.harness import ROOT, Running, wait_for
-from .helpers import TIMEOUT, Client, pid_of, request
+from .helpers import TIMEOUT, Client, open_gate, pid_of, request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -228,7 +228,7 @@ def test_a_graceful_stop_finishes_the_request_in_flight_then_closes(sockdir, cli
         wait_for(lambda: (tmp_path / "entered").exists() or None, "the request in flight")
         m.signal(signal.SIGTERM)
         assert idle_one.closed_by_server()  # idle: closed at once
-        (tmp_path / "go").touch()
+        open_gate(tmp_path)
         status, _, body = busy.response()
         assert (status, body) == (200, b"passed the gate")
         assert busy.closed_by_server()
@@ -267,14 +267,14 @@ def test_while_all_are_busy_a_worker_keeps_a_connection_until_a_request_runs_lon
         # long (the only worker free to take it): the watch thread must let go of it.
         slow.send(f"/gate?{gates[1]}")
         wait_for(lambda: (gates[1] / "entered").exists() or None, "the second worker busy")
-        (gates[0] / "go").touch()
+        open_gate(gates[0])
         assert blocker.response()[2] == b"passed the gate"
         # The kept connection's next request is served by the worker now free, while the
         # one that kept it is still in its long request.
         status, _, body = kept.get()
         assert status == 200 and pid_of(body) != other
         assert not (gates[1] / "go").exists()
-        (gates[1] / "go").touch()
+        open_gate(gates[1])
         assert slow.response()[2] == b"passed the gate"
 
 

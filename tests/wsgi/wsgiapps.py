@@ -1,23 +1,28 @@
 """WSGI applications that the served tests run in real prefork workers."""
 
 import os
+import select
 import threading
-import time
 
 
 def application(environ, start_response):
     """/ says hello and the worker's pid; /hang never answers; /echo sends the body back;
-    /gate?DIR makes DIR/entered and answers once DIR/go is there."""
+    /gate?DIR makes DIR/entered and answers once the test opens the gate (open_gate)."""
     path = environ["PATH_INFO"]
     if path == "/hang":
         threading.Event().wait()  # a request the worker can never finish
     if path == "/gate":  # says it is in, then waits for the test's word: a request in flight
         gate = environ["QUERY_STRING"]
-        open(os.path.join(gate, "entered"), "w").close()
-        for _ in range(1000):
-            if os.path.exists(os.path.join(gate, "go")):
-                break
-            time.sleep(0.01)
+        word = os.path.join(gate, "word")
+        os.mkfifo(word)
+        fd = os.open(word, os.O_RDONLY | os.O_NONBLOCK)  # open first: the test's end finds it
+        try:
+            open(os.path.join(gate, "entered"), "w").close()
+            waiter = select.poll()
+            waiter.register(fd, select.POLLIN)
+            waiter.poll(10_000)  # until the test opens and closes its end (open_gate)
+        finally:
+            os.close(fd)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"passed the gate"]
     if path == "/echo":
