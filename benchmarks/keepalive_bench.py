@@ -21,7 +21,7 @@ Parts (wrk keeps its connections open unless the server closes them):
               (servers/apache_prefork.conf: KeepAlive On, 4 children; a child stays with
               its kept-alive client, so the other clients wait)
   nginx       nginx in front (servers/nginx_proxy.conf), to prefork over a Unix socket and
-              over TCP: upstream keep-alive (keepalive 16, HTTP/1.1, as docs/deploy's
+              over TCP: upstream keep-alive (keepalive 64, HTTP/1.1, as docs/deploy's
               site) against nginx's default (HTTP/1.0, a connection per request); then
               the keep-alive setup with a SIGHUP to the master every 0.2 s
   sighup      under wrk -c64, how long the master takes to start a reload: from os.kill
@@ -125,7 +125,7 @@ def nginx_proxy(port, upstream, keepalive):
     os.makedirs(os.path.join(prefix, "tmp"))
     conf = fill("nginx_proxy.conf", os.path.join(prefix, "nginx.conf"), port=port,
                 upstream=upstream,
-                upstream_keepalive="keepalive 16; keepalive_timeout 60s;" if keepalive else "",
+                upstream_keepalive="keepalive 64; keepalive_timeout 60s;" if keepalive else "",
                 proxy_keepalive='proxy_http_version 1.1; proxy_set_header Connection "";'
                 if keepalive else "")
     return ["nginx", "-p", prefix, "-c", conf, "-g", "daemon off;"]
