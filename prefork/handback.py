@@ -37,6 +37,7 @@ HOLD_IDLE = 0.1      # a worker with nothing to do for this long gives them all
 HOLD_CHECK = 0.02    # a request running this long: the connections kept go
 HOLD_FAST = 0.002    # requests this short on average: kept ones wait for the one at hand
 _READABLE = select.EPOLLIN | select.EPOLLRDHUP
+monotonic = time.monotonic
 
 
 class HandBack:
@@ -57,7 +58,9 @@ class HandBack:
             self.kinds.append((sock.family, sock.type, sock.proto))
             if keepalive and sock.type == socket.SOCK_STREAM:
                 srv._keeps = True
-        self.held = {}               # fd -> (connection, server, address, since)
+        # fd -> (connection, server, address, since).  One taken out to be served stays
+        # in the epoll meanwhile: kept again, it costs no system call.
+        self.held = {}
         self.watched = set()         # the descriptors of connections in the epoll
         self.leaving = False
         # The loop's lock: the worker's main thread has it, except while a request
@@ -126,13 +129,6 @@ class HandBack:
         conn, server, address, _ = self.held.pop(fd)
         self._to_master(server, conn, address)
 
-    def take(self, fd):
-        """The kept connection *fd*, readable now: (connection, server, address, fd), or
-        None if it is not held here any more.  It stays in the epoll while it is served:
-        kept again, it costs no system call."""
-        entry = self.held.pop(fd, None)
-        return None if entry is None else (entry[0], entry[1], entry[2], fd)
-
     def receive(self):
         """A connection the master passed on: (connection, server, address), or None
         if another worker took it."""
@@ -149,7 +145,7 @@ class HandBack:
         """Serve a request on connection *request* (descriptor *fd*; -1 for a datagram)
         through the server's hooks, the slot busy meanwhile; then keep the connection
         if the handler asked to (keep_alive()), or forget it."""
-        now = time.monotonic()
+        now = monotonic()
         slot.begin_request(now)
         self.request_since = now
         self.lock.release()  # the watch thread may give the kept connections away meanwhile
@@ -161,17 +157,17 @@ class HandBack:
             server.shutdown_request(request)
         finally:
             self.lock.acquire()
-            end = time.monotonic()
+            end = monotonic()
             # How long this worker's requests take (a moving average): short ones are
             # worth waiting for, rather than handing what is kept over.
             self.typical += (end - now - self.typical) * 0.1
             self.request_since = None
             slot.end_request(end)
-        if server._kept is not None:
-            server._kept = None
-            self.give(server, request, address, fd, end)
-        else:
+        if server._kept is None:
             self.watched.discard(fd)  # closed: out of the epoll too
+            return
+        server._kept = None
+        self.give(server, request, address, fd, end)
 
     def worth_passing(self):
         """Whether to give what is kept to the master before taking other work: when

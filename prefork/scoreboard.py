@@ -6,14 +6,15 @@ it, the master reads it (and clears it when it hands the slot to a new worker).
 
 A number is written and read as one item of a typed memoryview over the region:
 one aligned store or load of at most 8 bytes, which no reader sees half done.
-(``struct.pack_into`` would not do: it zeroes the bytes first and then fills
-them, so a reader in between reads 0, as a heartbeat of 0 is a worker silent
-since the machine booted.)  A reader may see fields of two different moments,
+(``struct.pack_into`` would not do for a number: it zeroes the bytes first and
+then fills them, so a reader in between reads 0, as a heartbeat of 0 is a worker
+silent since the machine booted.)  A reader may see fields of two different moments,
 which the master tolerates: it only compares them against deadlines.  Nothing
 here touches a disk.
 """
 
 import mmap
+import struct
 import time
 
 __all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING"]
@@ -27,6 +28,7 @@ BOOTING, IDLE, BUSY, STOPPING = 1, 2, 3, 4
 _PID, _GEN, _STATE, _REQUESTS, _BEAT, _STARTED, _BUSY, _NOTE = 0, 4, 8, 16, 24, 32, 40, 48
 NOTE_SIZE = 208
 SLOT_SIZE = _NOTE + NOTE_SIZE  # 256
+_NOTE_FIELD = struct.Struct(f"{NOTE_SIZE - 1}s")  # NUL-padded; its last byte stays NUL
 _TYPES = {_PID: "i", _GEN: "I", _STATE: "I", _REQUESTS: "Q", _BEAT: "d", _STARTED: "d",
           _BUSY: "d"}
 
@@ -159,14 +161,11 @@ class Slot:
         self._put(_BEAT, time.monotonic() if now is None else now)
 
     def set_note(self, text):
-        """One line (cut to fit), read up to its NUL: only its own bytes are written,
-        so noting each request costs little."""
-        if not text:  # done: a NUL first is an empty note
-            self._views.raw[self._base + _NOTE] = 0
-            return
-        data = text.encode("utf-8", "replace")[:NOTE_SIZE - 1] + b"\0"
-        start = self._base + _NOTE
-        self._views.raw[start:start + len(data)] = data
+        """One line, cut to fit and read up to its first NUL: one write of the field,
+        so noting each request costs little.  (A reader in the middle of it may see
+        an empty note: a note is only ever shown.)"""
+        _NOTE_FIELD.pack_into(self._views.raw, self._base + _NOTE,
+                              text.encode("utf-8", "replace"))
 
 
 class Scoreboard:

@@ -163,9 +163,9 @@ def _live(server, plan):
                 else:
                     back.release(older_than=time.monotonic() - HOLD_SECONDS)
             for fd in ready:
-                kept = back.take(fd)
-                if kept is not None:
-                    _serve(kept, slot, back)
+                entry = held.pop(fd, None)  # None: given to the master meanwhile
+                if entry is not None:
+                    back.serve(entry[0], entry[1], entry[2], fd, slot)
                     tally.count()
             # A wake-up for a listener is this worker's alone (EPOLLEXCLUSIVE): it
             # takes the connection even when it is leaving, or nobody may be woken

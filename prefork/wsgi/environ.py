@@ -77,20 +77,15 @@ def build(request, base, client, trusted):
             raise HTTPError(400, f"request target {target[:100]!r}") from None
         path = (url.path or b"/").decode("latin-1")
         query = url.query.decode("latin-1") if url.query else ""
-    env = dict(base)
-    env["REQUEST_METHOD"] = request.method
-    env["SERVER_PROTOCOL"] = request.protocol
-    env["RAW_URI"] = target
-    # PATH_INFO starts with "/" (PEP 3333's tools insist): OPTIONS * has none.
     if "%" in path:
         path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-    env["PATH_INFO"] = "" if path == "*" else path
-    env["QUERY_STRING"] = query
+    env = {**base, "REQUEST_METHOD": request.method, "SERVER_PROTOCOL": request.protocol,
+           "RAW_URI": target,
+           # PATH_INFO starts with "/" (PEP 3333's tools insist): OPTIONS * has none.
+           "PATH_INFO": "" if path == "*" else path, "QUERY_STRING": query,
+           "REMOTE_ADDR": client[0] if client else "", **request.fields}
     if client:
-        env["REMOTE_ADDR"], env["REMOTE_PORT"] = client[0], str(client[1])
-    else:
-        env["REMOTE_ADDR"] = ""
-    env.update(request.fields)
+        env["REMOTE_PORT"] = str(client[1])
     if not client and "HTTP_HOST" in env:  # on a Unix socket, the name asked for
         host = env["HTTP_HOST"]
         if host.startswith("["):  # [v6]:port

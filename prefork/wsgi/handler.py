@@ -22,6 +22,7 @@ import core
 from . import environ as environ_mod
 from .accesslog import AccessLog
 from .body import NO_BODY, ClientGone, Input
+from .environ import build
 from .errors import REASONS, HTTPError
 from .request import LIMITS, Request, read_request, request_class
 from .response import Response, date_line
@@ -97,11 +98,11 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         if note is not None:
             note(line)  # the worker clears it when the request ends
         response = Response(sock, req.method, req.protocol,
-                            persistent and _persists(req), req)
+                            persistent and req.persists, req)
         env = body = None
         try:
-            env = environ_mod.build(req, self._bases.get(id(self.server)) or self._base(),
-                                    self.client_address, self.trusted)
+            env = build(req, self._bases.get(id(self.server)) or self._base(),
+                        self.client_address, self.trusted)
             body = env["wsgi.input"] = NO_BODY if req.done and not req.body \
                 else Input(req)
             result = self.application(env, response.start_response)
@@ -123,7 +124,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             if not response.sent_head:
                 self._refuse(HTTPError(500, "the application raised"), env, started, line)
                 return None
-        if body is not None and (req.chunked or not req.done):
+        if (req.chunked or not req.done) and body is not None:
             if req.chunked and not body.used and response.code < 300 \
                     and (req.body_size or not req.done):
                 _unread_chunked()
@@ -171,25 +172,6 @@ def _unread_chunked():
             "the application answered a request with a chunked body without reading it: "
             "Django, for one, reads a body only by its Content-Length; behind nginx, "
             "which sends one, this does not happen (docs/wsgi.rst)")
-
-
-def _persists(req):
-    """Whether the client lets the connection persist after this request: by default
-    in HTTP/1.1 unless it says close, in HTTP/1.0 only if it says keep-alive."""
-    value = req.fields.get("HTTP_CONNECTION")
-    if value is None:
-        return req.protocol == "HTTP/1.1"
-    tokens = _TOKENS.get(value)
-    if tokens is None:
-        tokens = frozenset(t.strip().lower() for t in value.split(","))
-        if len(_TOKENS) < 64:
-            _TOKENS[value] = tokens
-    if "close" in tokens:
-        return False
-    return req.protocol == "HTTP/1.1" or "keep-alive" in tokens
-
-
-_TOKENS = {}  # a Connection header's value -> its tokens, lowercased (few values are sent)
 
 
 def _peer(address):

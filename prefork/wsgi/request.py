@@ -52,6 +52,7 @@ class Request:
     chunked = False
     content_length = None
     expect_continue = False
+    persists = False             # the client lets the connection persist after it
     fields = None                # the header fields as environ has them: HTTP_HOST...
     extra = b""                  # bytes read past this request: the next one's (pipelined)
     trailing = False             # a next request came inside a chunked body's reads
@@ -90,23 +91,23 @@ class Request:
     # -- the head, once llhttp has found it well-formed ------------------------------------
 
     def take_head(self, data):
-        """Read the head at the start of *data* (llhttp has checked its syntax): the
-        request line, the fields as environ keys, and what this server refuses on top
-        of llhttp."""
-        if data[0] < 65:  # CR or LF (a method starts with a letter): empty lines first
-            data = data.lstrip(b"\r\n")
+        """Read the head *data* (llhttp has checked its syntax; the empty lines a client
+        may send before it are gone): the request line, the fields as environ keys,
+        whether the connection may persist, and what this server refuses on top of
+        llhttp."""
         # Split no further than the limit on fields allows: the empty line that ends
         # the head is within it, or there are too many fields.
         lines = data.decode("latin-1").split("\r\n", self.max_headers + 2)
         first = self.line = lines[0]
         try:
-            self.method, self.target, protocol = first.split(" ")  # llhttp checked the form
+            self.method, target, protocol = first.split(" ")  # llhttp checked the form
         except ValueError:
             raise HTTPError(505, "a request line without HTTP/1.x") from None
+        self.target = target
         self.protocol = protocol
         if protocol != "HTTP/1.1" and protocol != "HTTP/1.0":
             raise HTTPError(505, protocol)
-        if len(self.target) > self.max_request_line:
+        if len(data) > self.max_request_line and len(target) > self.max_request_line:
             raise HTTPError(414, f"request target longer than {self.max_request_line}")
         try:
             end = lines.index("", 1)
@@ -120,8 +121,13 @@ class Request:
             fields[_KEYS.get(name) or _key(name)] = value.strip(" \t")
         if len(fields) != end - 1 or not _SPECIAL.isdisjoint(fields):
             self._take_fields(lines[1:end])  # again, one by one: a field sent twice, or acted on
-        if "HTTP_HOST" not in fields and protocol == "HTTP/1.1":
-            raise HTTPError(400, "no Host header field")
+            fields = self.fields
+        if protocol == "HTTP/1.1":
+            if "HTTP_HOST" not in fields:
+                raise HTTPError(400, "no Host header field")
+            self.persists = True  # HTTP/1.1's default
+        if "HTTP_CONNECTION" in fields:
+            self.persists = _persists(protocol, fields["HTTP_CONNECTION"])
 
     def _check_sizes(self, lines):
         for line in lines:
@@ -327,6 +333,22 @@ _KEYS = {}      # header name, as sent -> its environ key (the names sent are fe
 _DROPPED = ""   # the key of a name with "_": X_Forwarded_For would pass for X-Forwarded-For
 _SPECIAL = frozenset(("CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING", "HTTP_EXPECT",  # acted on
                       _DROPPED))
+
+
+def _persists(protocol, connection):
+    """Whether a client that sent the Connection field *connection* lets the connection
+    persist: in HTTP/1.1 unless it says close, in HTTP/1.0 only if it says keep-alive."""
+    tokens = _TOKENS.get(connection)
+    if tokens is None:
+        tokens = frozenset(t.strip().lower() for t in connection.split(","))
+        if len(_TOKENS) < 64:
+            _TOKENS[connection] = tokens
+    if "close" in tokens:
+        return False
+    return protocol == "HTTP/1.1" or "keep-alive" in tokens
+
+
+_TOKENS = {}  # a Connection field's value -> its tokens, lowercased (few values are sent)
 
 
 def _key(name):

@@ -52,6 +52,7 @@ class Response:
     chunked = False
     bodyless = False
     short = False            # fewer body bytes than Content-Length said
+    whole = False            # started, and the answer carries a body (not HEAD, 204...)
 
     def __init__(self, sock, method, protocol, keep=False, request=None):
         self.sock = sock
@@ -71,6 +72,7 @@ class Response:
             raise RuntimeError("start_response() called a second time without exc_info")
         self.code, self.head, self.length = _check(status, headers)
         self.status = status
+        self.whole = self.method != "HEAD" and self.code not in _BODYLESS
         return self.write
 
     def write(self, data):
@@ -84,8 +86,7 @@ class Response:
 
     def send(self, result):
         """Send the iterable *result* the application returned, then end the body."""
-        if type(result) is list and len(result) == 1 and self.status is not None \
-                and not self.sent_head and self.method != "HEAD" and self.code not in _BODYLESS:
+        if type(result) is list and len(result) == 1 and self.whole and not self.sent_head:
             data = result[0]  # the most common answer: a body in one piece, sent with its head
             if type(data) is bytes and (self.length is None or self.length == len(data)):
                 framing = "" if self.length is not None else f"Content-Length: {len(data)}\r\n"
