@@ -246,6 +246,9 @@ class Config:
     control: str = setting(
         "str", "", "the master's control socket (mode 0600), for status, reload, upgrade, "
         "stop and scale", metavar="PATH")
+    metrics_bind: str = setting(
+        "str", "", "serve /metrics (Prometheus), /ready and /live over HTTP on this "
+        "address, from the master (off by default)", metavar="HOST:PORT")
     daemon: bool = setting(
         "bool", False, "detach and run in the background (not under systemd)")
     user: str = setting("str", "", "switch to this user after binding", metavar="USER")

@@ -1,4 +1,4 @@
-"""The master's control socket: status, reload, upgrade, stop and scale, answered
+"""The master's control socket: status, metrics, reload, upgrade, stop and scale, answered
 for `prefork` and its client commands.
 
 A client sends one JSON line, ``{"cmd": "status"}``, and reads one JSON line back.
@@ -17,7 +17,7 @@ __all__ = ["ControlSocket", "answer", "COMMANDS"]
 
 MAX_REQUEST = 4096
 CLIENT_TIME = 0.2  # seconds a client has to send its request, and to take the answer
-COMMANDS = ("status", "reload", "upgrade", "stop", "scale")
+COMMANDS = ("status", "metrics", "reload", "upgrade", "stop", "scale")
 
 
 class ControlSocket:
@@ -67,6 +67,8 @@ def answer(master, request):
     cmd = request.get("cmd")
     if cmd == "status":
         return {"ok": True, **master.snapshot()}
+    if cmd == "metrics":
+        return {"ok": True, "text": master.metrics()}
     if cmd == "reload":
         error = master.reload()
     elif cmd == "upgrade":

@@ -2,7 +2,7 @@
 
 A server run from Python needs none of it: ``serve_forever()`` runs the master
 with an empty Deployment.  The `prefork` command fills one in: the further
-sockets it serves, the control socket, the files only the master may hold, how
+sockets it serves, the control socket, the metrics listener, the files only the master may hold, how
 to read the settings again on a reload, how to start a new master image, and, in
 the new master of an upgrade, what to do once it is ready.  The master returns
 how its run ended, so the command knows whether the sockets and files it made
@@ -28,6 +28,7 @@ class Deployment:
     takeover: object = None   # in the new master of an upgrade: called once it is ready
     idle_channel: tuple = ()  # in the new master of an upgrade: the old master's channel
     #                           for idle keep-alive connections (its two sockets), shared
+    metrics: object = None    # a listening TCP socket to serve /metrics, /ready, /live on
 
 
 class Ending(enum.Enum):

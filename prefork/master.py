@@ -26,6 +26,7 @@ from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
 from .errors import BootError, PreforkError
 from .loader import import_shared_stdlib, is_spec
+from .observer import Observer
 from .scoreboard import Scoreboard
 from .signals import SignalInbox
 from .systemd import Notifier
@@ -72,6 +73,7 @@ class Master:
         self._due = None  # (the next deadline,) as the last whole turn found it
         self.inbox = self.board = self.notifier = self.control = self.poller = None
         self.keeper = None  # the idle keep-alive connections (keeper.Keeper), stream servers
+        self.observer = None  # metrics, health, and the counts that outlive workers
         self.started = time.time()
 
     # -- the loop -------------------------------------------------------------------
@@ -103,6 +105,7 @@ class Master:
             if self.deployment.control is not None:
                 self.control = ControlSocket(self.deployment.control)
                 self.poller.register(self.control, select.POLLIN)
+            self.observer = Observer(self, self.deployment.metrics)
             # Idle keep-alive connections, held here when the pool serves a stream socket.
             self.keeper = keeper_mod.for_pool(
                 [self.server, *self.deployment.servers], self.cfg, self.poller,
@@ -130,11 +133,15 @@ class Master:
             self._due = (min((d for d in deadlines if d is not None), default=None),)
         deadline = self._due[0]
         idle = keeper.next_deadline() if keeper else None
-        soonest = min((d for d in (deadline, idle) if d is not None), default=None)
+        scrape = self.observer.scrape
+        scraper = scrape.next_deadline() if scrape else None
+        soonest = min((d for d in (deadline, idle, scraper) if d is not None), default=None)
         timeout = None if soonest is None else max(0, soonest - time.monotonic())
         catch_up, self._catch_up = self._catch_up, False
         events = self.poller.poll(0 if catch_up else None if timeout is None
                                   else timeout * 1000 + 1)
+        if scraper is not None:
+            scrape.expire(time.monotonic())
         if keeper is not None:
             # Idle connections first, and alone when nothing else woke the loop and no
             # deadline is due: under keep-alive load most turns are theirs, and cheap.
@@ -144,7 +151,7 @@ class Master:
                 return
         self._due = None
         upgrade_fds = self.upgrader.fds()
-        for fd, _ in events:
+        for fd, event in events:
             if self.inbox and fd == self.inbox.fileno():
                 for signum in self.inbox.drain():
                     self._on_signal(signum)
@@ -152,6 +159,8 @@ class Master:
                 self._drain_waker()
             elif self.control and fd == self.control.fileno():
                 self.control.serve_one(lambda request: answer(self, request))
+            elif scrape and scrape.owns(fd):
+                scrape.handle(fd, event, time.monotonic())
             elif fd in upgrade_fds:
                 if fd in self.upgrader.fds():  # not gone while this turn's events ran
                     self._on_successor(fd)
@@ -189,6 +198,10 @@ class Master:
     def status(self):
         """One line on the pool, for logs and systemd's STATUS=."""
         return report.status_line(self.pool, self.board, self.upgrader, self.keeper)
+
+    def metrics(self):
+        """The pool's metrics, in Prometheus's text format."""
+        return self.observer.metrics()
 
     def snapshot(self):
         """The pool as data, for `prefork status`."""
@@ -329,7 +342,11 @@ class Master:
             self._forget(self.channels[pid].fileno())
             return
         if b"R" in data:
-            self._apply(self.pool.ready(pid, time.monotonic()))
+            now = time.monotonic()
+            w = self.pool.workers.get(pid)
+            if w is not None and w.state == policy.BOOTING:
+                self.observer.booted(w, now)
+            self._apply(self.pool.ready(pid, now))
 
     def _reap(self):
         while True:
@@ -349,6 +366,7 @@ class Master:
                     self._read_channel(pid)
                 slot = self.board[w.slot]
                 note = slot.note
+                self.observer.reaped(slot)
                 slot.release()
             self._close_channel(pid)
             self._apply(self.pool.exited(pid, os.waitstatus_to_exitcode(status), note, now))
@@ -496,6 +514,8 @@ class Master:
             fds.append(self.deployment.control.fileno())
         if self.keeper is not None:
             fds += self.keeper.fds()
+        if self.observer is not None:
+            fds += self.observer.fds()
         return [fd for fd in fds if fd >= 0]
 
     def _reopen_logs(self):
@@ -522,6 +542,8 @@ class Master:
             self.board.close()
         if self.keeper is not None:
             self.keeper.close()
+        if self.observer is not None:
+            self.observer.close()
         if self.notifier:
             self.notifier.close()
         self._waker_r.close()

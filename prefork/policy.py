@@ -39,7 +39,7 @@ from .adaptive import adapter_for
 from .errors import ConfigError
 
 __all__ = ["Pool", "Spawn", "Retire", "SendSignal", "Log", "Notify", "ReloadDone", "GiveUp",
-           "Stopped", "Sample", "describe_exit"]
+           "Stopped", "Sample", "describe_exit", "EXIT_REASONS"]
 
 # Worker states, as the master sees them.  After READY, each names what was last
 # asked of the worker: RETIRING (finish and go), DUMPING (stack dump signal sent),
@@ -58,6 +58,11 @@ EXIT_BOOT_FAILED = 3    # the status a worker exits with when it cannot boot
 EXIT_IMPORT_FAILED = 4  # ... because the handler does not import (bad input, not a fault)
 STACK_SIGNAL = signal.SIGUSR2   # makes a worker write its Python stack (faulthandler)
 MIB = 1024 * 1024
+# Why workers exit, as the metrics count them: asked to by the master (reload, scale,
+# stop, max_rss, timeout: silent too long), or on their own (max_requests: a worker
+# leaves in good order only then; crash), or before they were ever ready (boot).
+EXIT_REASONS = ("max_requests", "max_rss", "timeout", "crash", "reload", "scale", "stop",
+                "boot")
 
 
 @dataclasses.dataclass
@@ -71,6 +76,7 @@ class Worker:
     was_ready: bool = False
     wanted_exit: bool = False  # the master asked it to go, for no fault of its own
     fault: str = ""  # the master killed it for a fault: why
+    reason: str = ""  # why the master asked it to go (one of EXIT_REASONS), first asked
 
 
 def describe_exit(exitcode):
@@ -113,6 +119,7 @@ class Pool:
         self.last_note = ""
         self.last_import_failed = False
         self.reloads = {"ok": 0, "failed": 0}
+        self.exits = dict.fromkeys(EXIT_REASONS, 0)
         self.adapter = None
         self._rss_due = 0.0
         self._load_due = 0.0
@@ -142,6 +149,8 @@ class Pool:
         w = self.workers.pop(pid, None)
         if w is None:
             return [Log("info", f"reaped process {pid}, not a worker: {describe_exit(exitcode)}")]
+        self.exits[w.reason or ("boot" if not w.was_ready else
+                                "max_requests" if exitcode == 0 else "crash")] += 1
         how = describe_exit(exitcode)
         if w.fault:
             how = f"{how} ({w.fault})"
@@ -236,11 +245,12 @@ class Pool:
             acts += self._end_reload(False, "the server is stopping", now)
         for w in self.workers.values():
             if w.state == BOOTING:
-                acts += self._kill(w, now)  # nothing in flight to finish
+                acts += self._kill(w, now, why="stop")  # nothing in flight to finish
             elif graceful:
-                acts += self._retire(w, now)
+                acts += self._retire(w, now, "stop")
             elif w.state != KILLING:
                 w.state, w.since, w.wanted_exit = INTERRUPTED, now, True
+                w.reason = w.reason or "stop"
                 acts.append(SendSignal(w.pid, signal.SIGINT))
         return acts
 
@@ -249,7 +259,8 @@ class Pool:
         w = self.workers.get(pid)
         if w is None or w.state != READY:
             return []
-        return [Log("warning", f"worker {pid} {why}: recycling it")] + self._retire(w, now)
+        return [Log("warning", f"worker {pid} {why}: recycling it")] + \
+            self._retire(w, now, "max_rss")
 
     def sampled_rss(self, sizes, now):
         """*sizes* maps pids to resident bytes: retire the ready workers above max_rss."""
@@ -295,7 +306,7 @@ class Pool:
             if now >= self.stopping:
                 for w in self.workers.values():
                     if w.state != KILLING:
-                        acts += self._kill(w, now)
+                        acts += self._kill(w, now, why="stop")
             if not self.workers:
                 acts.append(Stopped())
             return acts
@@ -369,12 +380,13 @@ class Pool:
             if w.state == BOOTING and now - w.since >= cfg.boot_timeout:
                 acts.append(Log("error", f"worker {w.pid} not ready after "
                                          f"{cfg.boot_timeout:g}s (boot_timeout): killing it"))
-                acts += self._dump_then_kill(w, now, f"not ready within {cfg.boot_timeout:g}s")
+                acts += self._dump_then_kill(w, now, f"not ready within {cfg.boot_timeout:g}s",
+                                              "boot")
             elif w.state == READY and cfg.timeout and \
                     now - beats.get(w.pid, w.since) >= cfg.timeout:
                 acts.append(Log("error", f"worker {w.pid} silent for {cfg.timeout:g}s (timeout): "
                                          "writing its stack, then killing it"))
-                acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s")
+                acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s", "timeout")
             elif w.state == RETIRING and cfg.graceful_timeout and \
                     now - w.since >= cfg.graceful_timeout:
                 acts.append(Log("warning", f"worker {w.pid} still busy after "
@@ -393,7 +405,8 @@ class Pool:
             # Fewer wanted (TTOU): booting ones go first, then the youngest.
             extra = sorted(serving, key=lambda w: (w.state != BOOTING, -w.spawned))
             for w in extra[:len(serving) - self.target]:
-                acts += self._retire(w, now) if w.state == READY else self._kill(w, now)
+                acts += self._retire(w, now, "scale") if w.state == READY else \
+                    self._kill(w, now, why="scale")
         elif len(serving) < self.target and now >= self.respawn_at:
             self.respawn_at = 0.0  # the back-off is served: next_deadline stops naming it
             acts += self._spawn(self.target - len(serving), self.generation)
@@ -409,7 +422,8 @@ class Pool:
         # Each new worker that is ready takes the place of an old one.
         surplus = len(new_ready) + len(old) - self.target
         for w in sorted(old, key=lambda w: (w.state != BOOTING, w.spawned))[:max(surplus, 0)]:
-            acts += self._retire(w, now) if w.state == READY else self._kill(w, now)
+            acts += self._retire(w, now, "reload") if w.state == READY else \
+                self._kill(w, now, why="reload")
             old.remove(w)
         if len(new_ready) >= self.target and not old:
             return acts + self._end_reload(True, f"generation {gen} serving", now)
@@ -422,7 +436,7 @@ class Pool:
             # build in its place.
             w = max((w for w in old if w.state == READY), key=lambda w: w.spawned, default=None)
             if w is not None:
-                acts += self._retire(w, now)
+                acts += self._retire(w, now, "reload")
         acts += self._spawn(wanted, gen)
         return acts
 
@@ -462,7 +476,7 @@ class Pool:
             # Booting workers of the abandoned generation go; ready ones keep serving.
             for w in self.workers.values():
                 if w.generation == gen and w.state == BOOTING:
-                    acts += self._kill(w, now, wanted=True)
+                    acts += self._kill(w, now, wanted=True, why="reload")
         acts.append(ReloadDone(gen, ok, message))
         if self.reload_pending and self.stopping is None:
             self.reload_pending = False
@@ -483,20 +497,23 @@ class Pool:
             acts.append(Spawn(slot, generation, limit))
         return acts
 
-    def _retire(self, w, now):
+    def _retire(self, w, now, why):
         if w.state != READY:
             return []
         w.state, w.since, w.wanted_exit = RETIRING, now, True
+        w.reason = w.reason or why
         return [Retire(w.pid)]
 
-    def _dump_then_kill(self, w, now, fault):
+    def _dump_then_kill(self, w, now, fault, why):
         w.state, w.since, w.fault = DUMPING, now, fault
+        w.reason = w.reason or why
         return [SendSignal(w.pid, STACK_SIGNAL)]
 
-    def _kill(self, w, now, wanted=True):
+    def _kill(self, w, now, wanted=True, why=""):
         if w.state == KILLING:
             return []
         w.state, w.since = KILLING, now
+        w.reason = w.reason or why
         w.wanted_exit = w.wanted_exit or wanted
         return [SendSignal(w.pid, signal.SIGKILL)]
 

@@ -16,18 +16,25 @@ here touches a disk.
 import mmap
 import struct
 import time
+from bisect import bisect_left
 
-__all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING"]
+__all__ = ["Scoreboard", "Slot", "BOOTING", "IDLE", "BUSY", "STOPPING", "BUCKETS"]
 
 BOOTING, IDLE, BUSY, STOPPING = 1, 2, 3, 4
 
 # pid, generation, state, requests, heartbeat (monotonic), started (monotonic), busy
-# (seconds spent in finished requests), note.  Fields sit at aligned offsets: 0 pid
-# i32, 4 generation u32, 8 state u32, 16 requests u64, 24 heartbeat f64, 32 started
-# f64, 40 busy f64, 48 note (bytes, NUL-padded).
+# (seconds spent in finished requests), note, and the finished requests counted by
+# how long they took.  Fields sit at aligned offsets: 0 pid i32, 4 generation u32, 8
+# state u32, 16 requests u64, 24 heartbeat f64, 32 started f64, 40 busy f64, 48 note
+# (bytes, NUL-padded), 256 one u64 per bucket of BUCKETS.
 _PID, _GEN, _STATE, _REQUESTS, _BEAT, _STARTED, _BUSY, _NOTE = 0, 4, 8, 16, 24, 32, 40, 48
 NOTE_SIZE = 208
-SLOT_SIZE = _NOTE + NOTE_SIZE  # 256
+_HIST = _NOTE + NOTE_SIZE
+# Request durations, seconds: a request is counted in the first bucket it fits under
+# (one longer than the last is counted only in the requests).  Prometheus's defaults.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SLOT_SIZE = _HIST + 8 * len(BUCKETS)  # 344
+_BUCKETS = len(BUCKETS)
 _NOTE_FIELD = struct.Struct(f"{NOTE_SIZE - 1}s")  # NUL-padded; its last byte stays NUL
 _TYPES = {_PID: "i", _GEN: "I", _STATE: "I", _REQUESTS: "Q", _BEAT: "d", _STARTED: "d",
           _BUSY: "d"}
@@ -62,7 +69,7 @@ class Slot:
 
     __slots__ = ("_views", "_base", "index", "_served", "_busy", "_busy_since", "_doubles",
                  "_counts", "_states", "_raw", "_at_beat", "_at_requests", "_at_state",
-                 "_at_busy", "_at_note")
+                 "_at_busy", "_at_note", "_at_hist")
 
     def __init__(self, views, index):
         self._views, self._base, self.index = views, index * SLOT_SIZE, index
@@ -92,6 +99,13 @@ class Slot:
         if self.state == BUSY:
             total += max(0.0, now - self.heartbeat)
         return total
+
+    def durations(self):
+        """(the requests counted in each bucket of BUCKETS, not cumulative; the seconds
+        all finished requests took)."""
+        view, size = self._views.field[_REQUESTS]
+        start = (self._base + _HIST) // size
+        return list(view[start:start + _BUCKETS]), self._get(_BUSY)
 
     @property
     def note(self):
@@ -139,10 +153,15 @@ class Slot:
     def end_request(self, now):
         """Idle since *now*, one request more served; the request's note cleared."""
         self._served += 1
-        self._busy += now - self._busy_since
+        took = now - self._busy_since
+        self._busy += took
         doubles = self._doubles
         doubles[self._at_beat] = now
-        self._counts[self._at_requests] = self._served
+        counts = self._counts
+        bucket = bisect_left(BUCKETS, took)
+        if bucket < _BUCKETS:  # before the count: a reader never sees more in the buckets
+            counts[self._at_hist + bucket] += 1
+        counts[self._at_requests] = self._served
         self._states[self._at_state] = IDLE
         doubles[self._at_busy] = self._busy
         self._raw[self._at_note] = 0
@@ -156,6 +175,7 @@ class Slot:
             (self._states, self._at_state), (_, self._at_busy) = \
             at(_BEAT), at(_REQUESTS), at(_STATE), at(_BUSY)
         self._raw, self._at_note = self._views.raw, self._base + _NOTE
+        self._at_hist = (self._base + _HIST) // 8
 
     def beat(self, now=None):
         self._put(_BEAT, time.monotonic() if now is None else now)

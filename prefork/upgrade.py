@@ -186,6 +186,7 @@ class Upgrader:
         self.due = None  # a Deadline
         self.handed_over = False
         self.last = ""
+        self.results = {"ok": 0, "failed": 0}  # upgrades this master started, by how they ended
 
     def start(self, now, boot_timeout, stopping, idle=()):
         """Start a new master image, to be ready within *boot_timeout* + SLACK; return
@@ -222,6 +223,7 @@ class Upgrader:
             if succ.said.startswith(READY) and not self.handed_over:
                 self.handed_over = True
                 self.last = f"ok: master {succ.pid} took over"
+                self.results["ok"] += 1
                 return "ready"
             return ""
         # Its pidfd: it has exited.
@@ -233,6 +235,7 @@ class Upgrader:
             return "gone"
         why = succ.reason() or "it exited before it was ready (its log says why)"
         self.last = f"failed: {why}"
+        self.results["failed"] += 1
         return "failed"
 
     def deadline(self):

@@ -65,6 +65,7 @@ def build_parser():
                 kw["metavar"] = s.metavar or s.kind.metavar
             p.add_argument(s.flag, action=s.kind.action, **kw)
     for name, text in (("status", "show the workers of a running master"),
+                       ("metrics", "print a running master's metrics (Prometheus text format)"),
                        ("reload", "reload a running master (as SIGHUP)"),
                        ("upgrade", "start a new master image on the same sockets (as "
                         "SIGUSR2) and wait until it has taken over"),
@@ -133,6 +134,7 @@ def _fail(message, status, args, predecessor):
 
 
 COMMANDS = {"check": serve.cmd_check, "status": client.cmd_status,
+            "metrics": client.cmd_metrics,
             "reload": client.cmd_reload, "upgrade": client.cmd_upgrade,
             "stop": client.cmd_stop, "scale": client.cmd_scale}
 

@@ -1,4 +1,4 @@
-"""The `prefork` commands that talk to a running master: status, reload, upgrade,
+"""The `prefork` commands that talk to a running master: status, metrics, reload, upgrade,
 scale and stop, through its control socket (or, for reload and stop, a signal
 to the pid in its pidfile).  Errors are raised typed; cli.main() reports them.
 """
@@ -12,8 +12,8 @@ import time
 from ..errors import ConfigError, PreforkError
 from .process import read_pid
 
-__all__ = ["control_path", "ask", "cmd_status", "cmd_reload", "cmd_upgrade", "cmd_scale",
-           "cmd_stop"]
+__all__ = ["control_path", "ask", "cmd_status", "cmd_metrics", "cmd_reload", "cmd_upgrade",
+           "cmd_scale", "cmd_stop"]
 
 
 def control_path(given, pidfile):
@@ -109,6 +109,12 @@ def cmd_upgrade(args):
 def cmd_scale(args):
     reply = _ask(args, {"cmd": "scale", "workers": args.workers})
     print(f"workers: {reply['workers']}")
+    return 0
+
+
+def cmd_metrics(args):
+    """The master's metrics, in Prometheus's text format."""
+    print(_ask(args, {"cmd": "metrics"})["text"], end="")
     return 0
 
 

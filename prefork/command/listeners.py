@@ -268,6 +268,31 @@ def open_listeners(cfg, predecessor=None):
     return listeners
 
 
+def open_metrics(spec):
+    """The listening socket of --metrics-bind (HOST:PORT or [V6]:PORT).  It is bound
+    with SO_REUSEPORT: the new master of an upgrade binds its own beside the old
+    master's, and each answers for itself until the old one is gone."""
+    m = _HOST_PORT.fullmatch(spec)
+    if not m or not 0 <= int(m["port"]) <= 65535:
+        raise ConfigError(f"--metrics-bind {spec!r} is not an address; use HOST:PORT or "
+                          "[::1]:PORT")
+    v6 = m["v6"] is not None
+    bind = Bind(spec, socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM,
+                (m["v6"] if v6 else m["host"] or "0.0.0.0", int(m["port"])))
+    sock = socket.socket(bind.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            _bind_inet(sock, bind)
+        except BindError as e:
+            raise BindError(str(e).replace("--bind", "--metrics-bind", 1)) from None
+        sock.listen(64)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class ControlFile:
     """The master's control socket: a Unix socket of mode 0600 at *path*, so only
     the master's user may talk to it.  *staged* (a new master during an upgrade,

@@ -99,6 +99,7 @@ class Service:
         self.servers = []
         self.pidfile = None
         self.control = None
+        self.metrics = None  # the --metrics-bind socket
         self.took_over = False
 
     def reread(self):
@@ -136,6 +137,8 @@ class Service:
         try:
             self.listeners = listeners_mod.open_listeners(cfg, old)
             self._lock_pidfile()
+            if cfg.metrics_bind:
+                self.metrics = listeners_mod.open_metrics(cfg.metrics_bind)
             for listener in self.listeners:
                 cls = server_class(self.args.server, listener.sock.type)
                 server = cls.over_socket(listener.sock, handler)
@@ -146,6 +149,8 @@ class Service:
                 keep = [lst.sock.fileno() for lst in self.listeners]
                 if self.pidfile:
                     keep.append(self.pidfile.fd)
+                if self.metrics:
+                    keep.append(self.metrics.fileno())
                 process.daemonize(keep, cfg.umask, stream)
                 if self.pidfile:
                     self.pidfile.write()
@@ -163,7 +168,8 @@ class Service:
                 reread=self.reread,
                 upgrade=plan_for(self.listeners, self.pidfile.fd if self.pidfile else -1),
                 takeover=self._take_over if old else None,
-                idle_channel=old.idle_channel() if old else ()), cfg)
+                idle_channel=old.idle_channel() if old else (),
+                metrics=self.metrics), cfg)
         finally:
             # After an upgrade the successor owns the socket files and the pidfile; a
             # new master that never took over leaves them to the old one.
@@ -171,6 +177,8 @@ class Service:
             listeners_mod.close_listeners(self.listeners, final=final)
             if self.control:
                 self.control.close()
+            if self.metrics:
+                self.metrics.close()
             if self.pidfile:
                 self.pidfile.release(remove=final)
         return 0

@@ -559,3 +559,37 @@ def test_reloading_is_said_before_the_settings_are_read_and_once():
     # With no reload under way, bad settings end the one just said: READY=1.
     sim.pool.reload_starting()
     assert sim.pool.reload_refused("bad toml") == [Notify("ready", "reload failed: bad toml")]
+
+
+def test_each_exit_is_counted_once_by_why_the_worker_went():
+    sim = Sim(workers=3, max_workers=6, timeout=10)
+    a, b, c = sim.start()
+    sim.now += 60
+    sim.exit(a, 0)  # on its own, in good order: its max_requests
+    sim.exit(b, -signal.SIGSEGV)  # on its own, not in good order
+    sim.apply(sim.pool.over_limit(c, "uses 600 MiB", sim.now))
+    sim.exit(c, 0)
+    sim.tick()
+    sim.ready_all()
+    sim.apply(sim.pool.scale(-1))
+    (scaled,) = [a.pid for a in sim.of(Retire, sim.tick())]
+    sim.exit(scaled, 0)
+    sim.apply(sim.pool.reload(sim.now))
+    sim.tick()
+    sim.ready_all()
+    sim.tick()
+    for pid in [a.pid for a in sim.of(Retire) if a.pid != scaled and a.pid != c]:
+        sim.exit(pid, 0)
+    d, e = sim.serving()
+    sim.now += 10
+    sim.beats[e] = sim.now  # e beats; d has been silent past timeout
+    sim.tick()  # d: its stack, then SIGKILL
+    sim.now += policy.DUMP_GRACE
+    sim.tick()
+    sim.exit(d, -signal.SIGKILL)
+    sim.ready_all()
+    sim.apply(sim.pool.stop(True, sim.now))
+    for pid in list(sim.pool.workers):
+        sim.exit(pid, 0)
+    assert sim.pool.exits == {"max_requests": 1, "crash": 1, "max_rss": 1, "scale": 1,
+                              "reload": 2, "timeout": 1, "stop": 2, "boot": 0}

@@ -35,6 +35,25 @@ def application(environ, start_response):
     return [body]
 
 
+def held(gate):
+    """A factory, as `prefork serve 'wsgiapps:held("GATE")'` calls it: in a worker (whose
+    parent is the master), the boot waits until the test closes its end of the FIFO
+    GATE/boot (made before the master starts), and fails while GATE/fail exists."""
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        in_worker = f.read().startswith(b"prefork: master")
+    if in_worker:
+        if os.path.exists(os.path.join(gate, "fail")):
+            raise RuntimeError("told to fail at boot")
+        fd = os.open(os.path.join(gate, "boot"), os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            waiter = select.poll()
+            waiter.register(fd, select.POLLIN)
+            waiter.poll(10_000)  # until the test closes its end: end of file, or hang-up
+        finally:
+            os.close(fd)
+    return application
+
+
 def make(greeting="hello", *, loud=False):
     """A factory, as `prefork serve 'wsgiapps:make("hi", loud=True)'` calls it."""
     greeting = greeting.upper() if loud else greeting

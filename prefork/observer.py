@@ -1,0 +1,73 @@
+"""What the master shows of itself: the metrics (for `prefork metrics` and a
+scraper), readiness and liveness (for load balancers and Kubernetes), and the
+counts that must outlive the workers that made them.  The master calls it at a
+worker's ready and reap, and passes it the events of the metrics listener."""
+
+import os
+
+from . import metrics
+from .policy import READY
+from .scrape import Scrape
+
+__all__ = ["Observer"]
+
+
+class Observer:
+    """For *master* (a Master); *sock*: the listening socket of --metrics-bind, or None."""
+
+    def __init__(self, master, sock):
+        self.master = master
+        self.totals = metrics.Totals()
+        self.scrape = Scrape(sock, master.poller, self.answer) if sock is not None else None
+
+    # -- from the master's loop ----------------------------------------------------------
+
+    def booted(self, worker, now):
+        """*worker* (the policy's record, still booting) said it is ready."""
+        self.totals.booted(now - worker.spawned)
+
+    def reaped(self, slot):
+        """A worker's *slot*, before it is released: what it counted stays counted."""
+        self.totals.absorb(slot)
+
+    def fds(self):
+        s = self.scrape
+        return [s.sock.fileno(), *s.clients] if s else []
+
+    def close(self):
+        if self.scrape is not None:
+            self.scrape.close()
+
+    # -- what is shown -------------------------------------------------------------------
+
+    def metrics(self):
+        """The metrics text (Prometheus's format)."""
+        from .limits import sample_usage  # psutil: only when somebody asks
+
+        m = self.master
+        pool = m.pool
+        usage = sample_usage([os.getpid(), *pool.workers])
+        return metrics.render(
+            pool, m.board, self.totals, upgrader=m.upgrader, keeper=m.keeper,
+            sockets=[s.socket for s in (m.server, *m.deployment.servers)], usage=usage,
+            master=usage.get(os.getpid()), started=m.started)
+
+    def ready(self):
+        """Whether a load balancer should send requests here: a worker of the current
+        generation is ready, and the pool is not stopping."""
+        pool = self.master.pool
+        return pool.stopping is None and any(
+            w.state == READY and w.generation == pool.generation
+            for w in pool.workers.values())
+
+    def answer(self, path):
+        """(status, content type, body) for a GET of *path* on the metrics listener."""
+        if path == "/metrics":
+            return 200, metrics.CONTENT_TYPE, self.metrics().encode()
+        if path == "/ready":
+            if self.ready():
+                return 200, "text/plain", b"ready\n"
+            return 503, "text/plain", b"not ready\n"
+        if path == "/live":  # answered by the loop itself: it turns
+            return 200, "text/plain", b"live\n"
+        return 404, "text/plain", b"/metrics, /ready or /live\n"
