@@ -74,6 +74,9 @@ def build_parser():
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--control", metavar="PATH", help="the master's control socket")
         p.add_argument("--pidfile", metavar="PATH", help="the master's pidfile")
+        p.add_argument("--name", metavar="NAME", default="",
+                       help="without --control or --pidfile: the master started with "
+                       "this --name, among those found in the default places")
         if name == "status":
             p.add_argument("--json", action="store_true", help="print JSON for machines")
         if name == "stop":

@@ -3,8 +3,10 @@ scale and stop, through its control socket (or, for reload and stop, a signal
 to the pid in its pidfile).  Errors are raised typed; cli.main() reports them.
 """
 
+import glob
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -17,8 +19,54 @@ __all__ = ["control_path", "ask", "cmd_status", "cmd_metrics", "cmd_reload", "cm
 
 
 def control_path(given, pidfile):
-    """The control socket: --control (*given*), else one beside the pidfile (PIDFILE.ctl)."""
+    """The control socket asked for: --control (*given*), else one beside the pidfile
+    (PIDFILE.ctl); "" when neither says, and the default place is used."""
     return given or (pidfile + ".ctl" if pidfile else "")
+
+
+def default_control(name):
+    """Where a master makes its control socket when nothing says where: in systemd's
+    RuntimeDirectory=, else $XDG_RUNTIME_DIR, else the working directory; named
+    prefork.ctl, or prefork-NAME.ctl after --name."""
+    where = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or \
+        os.environ.get("XDG_RUNTIME_DIR") or os.getcwd()
+    return os.path.join(where, f"prefork-{name}.ctl" if name else "prefork.ctl")
+
+
+# prefork.ctl, prefork-NAME.ctl, and prefork[-NAME].PID.ctl (a second master whose
+# default name was taken by a live one).
+_CONTROL_FILE = re.compile(r"prefork(?:-(?P<name>.+?))?(?:\.\d+)?\.ctl")
+
+
+def find_masters(name=""):
+    """The live control sockets in the places masters make them by default (those of
+    default_control(), and the runtime directories of the systemd units, /run/prefork*),
+    of the master named *name* if given: their paths."""
+    places = [os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0],
+              os.environ.get("XDG_RUNTIME_DIR", ""), os.getcwd(),
+              *sorted(glob.glob("/run/prefork*/"))]
+    found, seen = [], set()
+    for place in filter(None, places):
+        for path in sorted(glob.glob(os.path.join(glob.escape(place), "prefork*.ctl"))):
+            m = _CONTROL_FILE.fullmatch(os.path.basename(path))
+            real = os.path.realpath(path)
+            if not m or real in seen or (name and m["name"] != name):
+                continue
+            seen.add(real)
+            if answers(path):
+                found.append(path)
+    return found
+
+
+def answers(path):
+    """Whether a master answers on the control socket *path*."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(path)
+        except OSError:
+            return False  # a stale file, or not ours to reach
+    return True
 
 
 def ask(path, request, timeout=10.0):
@@ -40,7 +88,7 @@ def ask(path, request, timeout=10.0):
 def _ask(args, request):
     path = control_path(args.control, args.pidfile)
     if not path:
-        raise ConfigError("say which master: --control PATH or --pidfile PATH")
+        path = args.control = _found(args)  # found once: the next calls ask the same
     try:
         reply = ask(path, request)
     except FileNotFoundError:
@@ -56,13 +104,35 @@ def _ask(args, request):
     return reply
 
 
+def _found(args):
+    """The one master found in the default places (named --name, if given)."""
+    name = getattr(args, "name", "") or ""
+    found = find_masters(name)
+    if len(found) == 1:
+        return found[0]
+    called = f"a master named {name!r}" if name else "a master"
+    if not found:
+        raise ConfigError(f"no control socket of {called} in the default places (systemd's "
+                           "runtime directory, $XDG_RUNTIME_DIR, this directory, "
+                           "/run/prefork*); say which master: --control PATH or --pidfile PATH")
+    seen = []
+    for path in found:
+        try:
+            m = ask(path, {"cmd": "status"}, timeout=2.0)["master"]
+        except (OSError, ValueError, KeyError):
+            seen.append(path)
+            continue
+        seen.append(f"{path} (master {m['pid']}" + (f" [{m['name']}])" if m["name"] else ")"))
+    raise ConfigError(f"{len(found)} masters answer here: {', '.join(seen)}; say which with "
+                      "--name NAME or --control PATH")
+
+
 def _signal_or_ask(args, signum, request):
     """Use the control socket when there is one, else signal the pid in the pidfile."""
-    if args.control or (args.pidfile and os.path.exists(args.pidfile + ".ctl")):
+    if args.control or (args.pidfile and os.path.exists(args.pidfile + ".ctl")) or \
+            not args.pidfile:
         _ask(args, request)
         return 0
-    if not args.pidfile:
-        raise ConfigError("say which master: --pidfile PATH (or --control PATH)")
     pid = read_pid(args.pidfile)
     if not pid:
         raise PreforkError(f"--pidfile {args.pidfile} names no running master")

@@ -15,12 +15,12 @@ import sys
 
 from .. import config as config_mod
 from ..deployment import Deployment, Ending
-from ..errors import ConfigError, HandlerImportError
+from ..errors import BindError, ConfigError, HandlerImportError
 from ..loader import import_object, load_handler
 from ..mixin import PreforkMixIn, PreforkTCPServer, PreforkUDPServer
 from . import listeners as listeners_mod
 from . import process
-from .client import control_path
+from .client import answers, control_path, default_control
 from .preflight import import_in_child
 from .takeover import plan_for
 
@@ -157,6 +157,8 @@ class Service:
             path = control_path(cfg.control, cfg.pidfile)
             if path:  # made as the user the master runs as, who alone may use it
                 self.control = listeners_mod.ControlFile(path, staged=old is not None)
+            else:
+                self.control = self._default_control()
             for lst in self.listeners:
                 log.info("listening on %s", lst.describe())
             ending = self.servers[0].serve_pool(Deployment(
@@ -182,6 +184,25 @@ class Service:
             if self.pidfile:
                 self.pidfile.release(remove=final)
         return 0
+
+    def _default_control(self):
+        """The control socket in its default place (client.default_control()); beside
+        it, with this master's pid in its name, when a live master has that place; none,
+        with a warning, when the place cannot be had."""
+        path = default_control(self.cfg.name)
+        if answers(path):  # another master's
+            path = f"{path[:-len('.ctl')]}.{os.getpid()}.ctl"
+        try:
+            control = listeners_mod.ControlFile(path)
+        except (BindError, OSError) as e:
+            why = str(e).rsplit(": ", 1)[-1]
+            log.warning("no control socket: cannot make %s (%s); give --control PATH", path,
+                        why)
+            return None
+        # A new master of an upgrade, and a reload, keep this path: it becomes the
+        # setting, as if given (PREFORK_CONTROL is --control's variable).
+        os.environ["PREFORK_CONTROL"] = control.path
+        return control
 
     def _lock_pidfile(self):
         cfg, old = self.cfg, self.predecessor

@@ -1,6 +1,7 @@
 """The `prefork` command as a user runs it: settings from every source, the notify
 sequence, and every kind of bad input ending in one line and the right status."""
 
+import json
 import os
 import re
 import shutil
@@ -113,7 +114,7 @@ def appdir(tmp_path):
     (["check", "webapp:make("], {}, 2, "webapp:make(: expected NAME or NAME(ARGUMENTS)"),
     (["check", "webapp:TITLE()"], {}, 2, "webapp:TITLE(): TITLE is not callable, so not a factory"),
     (["serve", "nosuch.wsgi:application"], {}, 2, "cannot import handler module 'nosuch.wsgi'"),
-    (["stop"], {}, 2, "say which master: --pidfile PATH"),
+    (["stop"], {}, 2, "no control socket of a master in the default places"),
     (["bogus"], {}, 2, "invalid choice: 'bogus'"),
 ])
 def test_bad_input_is_one_line_and_a_status(appdir, args, env, status, message):
@@ -583,3 +584,86 @@ def test_the_pidfile_lock_dies_with_the_master_not_with_its_workers(appdir, sock
             except ProcessLookupError:
                 pass
         first.close()
+
+
+NO_RUNTIME_DIRS = {"XDG_RUNTIME_DIR": "", "RUNTIME_DIRECTORY": ""}
+
+
+def test_the_control_socket_is_found_without_flags(appdir, sockdir):
+    """A master makes its control socket in the working directory (no runtime directory
+    here); a second shell there finds it, and says which masters it sees when there are
+    several."""
+    def status(*flags):
+        return prefork("status", *flags, cwd=sockdir, env=NO_RUNTIME_DIRS,
+                       others_running=True)
+
+    with Running(sockdir, cli=["app:Handler"], pythonpath=[str(appdir)],
+                 env=NO_RUNTIME_DIRS) as first:
+        assert os.listdir(sockdir).count("prefork.ctl") == 1
+        code, out, _ = status()
+        assert code == 0 and out.startswith(f"master {first.pid}:")
+        with Running(sockdir, cli=["--name", "blog", "app:Handler"], tag="b",
+                     pythonpath=[str(appdir)], env=NO_RUNTIME_DIRS) as blog, \
+                Running(sockdir, cli=["app:Handler"], tag="c", pythonpath=[str(appdir)],
+                        env=NO_RUNTIME_DIRS) as third:
+            # The third found the default name taken, and took one with its pid.
+            assert {"prefork-blog.ctl", f"prefork.{third.pid}.ctl"} <= set(os.listdir(sockdir))
+            code, _, err = status()
+            assert code == 2
+            seen = one_error_line(err)
+            assert seen.startswith("3 masters answer here: ") and "say which with --name" in seen
+            for m, shown in ((first, ""), (blog, " [blog]"), (third, "")):
+                assert f"(master {m.pid}{shown})" in seen
+            code, out, _ = status("--name", "blog")
+            assert code == 0 and out.startswith(f"master {blog.pid} [blog]:")
+            assert prefork("stop", "--name", "blog", cwd=sockdir, env=NO_RUNTIME_DIRS,
+                           others_running=True)[0] == 0
+            assert blog.wait_exit() == 0
+        assert prefork("stop", cwd=sockdir, env=NO_RUNTIME_DIRS, others_running=True)[0] == 0
+        assert first.wait_exit() == 0
+    assert not [f for f in os.listdir(sockdir) if f.endswith(".ctl")]
+
+
+def test_the_control_socket_goes_to_the_runtime_directory(appdir, sockdir, tmp_path):
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(runtime), "RUNTIME_DIRECTORY": ""}
+    with Running(sockdir, cli=["--name", "shop", "app:Handler"], pythonpath=[str(appdir)],
+                 env=env) as m:
+        assert os.listdir(runtime) == ["prefork-shop.ctl"]
+        code, out, _ = prefork("status", cwd=appdir, env=env, others_running=True)  # elsewhere
+        assert code == 0 and out.startswith(f"master {m.pid} [shop]:")
+    assert os.listdir(runtime) == []
+
+
+def test_a_daemon_is_found_without_flags_through_an_upgrade(appdir, tmp_path):
+    env = dict(NO_RUNTIME_DIRS, PREFORK_BIND="127.0.0.1:0")
+    log = tmp_path / "d.log"
+
+    def run(*args):
+        return prefork(*args, cwd=appdir, env=env, others_running=True)
+
+    code, _, err = run("serve", "--daemon", "--workers", "1", "--error-log", str(log),
+                       "app:Handler")
+    assert (code, err) == (0, "")
+    control = appdir / "prefork.ctl"
+    wait_for(lambda: "ready:" in log.read_text(), "the daemon's pool ready")
+    code, out, _ = run("status", "--json")
+    master = psutil.Process(json.loads(out)["master"]["pid"])
+    try:
+        code, out, _ = run("upgrade")  # the new master answers at the same path
+        new = psutil.Process(int(out.split()[2]))
+        assert code == 0 and out == f"upgraded: master {new.pid} took over from master " \
+            f"{master.pid}\n"
+        wait_for(lambda: not master.is_running() or master.status() == psutil.STATUS_ZOMBIE,
+                 "the old daemon to leave")
+        master = new
+        assert json.loads(run("status", "--json")[1])["master"]["pid"] == new.pid
+        assert run("stop")[0] == 0
+        wait_for(lambda: not master.is_running() or master.status() == psutil.STATUS_ZOMBIE,
+                 "the daemon to stop")
+    finally:
+        if master.is_running():
+            master.kill()
+    assert not control.exists()
+    assert "control socket: graceful stop" in log.read_text()

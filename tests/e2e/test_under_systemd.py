@@ -28,7 +28,7 @@ DEPLOY_GUIDE = os.path.join(ROOT, "docs", "deploy.rst")
 HERE = "/root/prefork"  # the checkout's files the guide uses, as an operator copies them
 SHOP = "prefork@shop"
 SOCKET = "/run/prefork-shop.sock"
-CONTROL = "/run/prefork-shop/control.sock"
+CONTROL = "/run/prefork-shop/prefork-shop.ctl"  # the default place, after --name shop
 
 APP = '''\
 import os
@@ -212,15 +212,16 @@ def test_socket_activation_nginx_status_and_stop(box):
              "nginx to serve the new site", interval=0.05)
     answers = [get(box, "http://127.0.0.1/") for _ in range(5)]
     assert all(s == 200 and b.startswith("shop v1 ") for s, b in answers), answers
-    # The control socket in the DynamicUser service's runtime directory.
-    out = box.run(documented(f"prefork status --control {CONTROL}")).stdout
-    assert out.startswith(f"master {master}: generation 1, 2 workers wanted")
+    # The control socket in the DynamicUser service's runtime directory, found there.
+    assert box.run(f"test -S {CONTROL}", check=False).returncode == 0
+    out = box.run(documented("prefork status --name shop")).stdout
+    assert out.startswith(f"master {master} [shop]: generation 1, 2 workers wanted")
     # The stop is graceful: a request in flight is answered.
     slow = box.popen(["curl", "-sS", "--max-time", "20", "--unix-socket", SOCKET,
                       "http://localhost/slow?1.5"], stdout=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: any(w["busy"] for w in box.json(
-            f"prefork status --json --control {CONTROL}")["workers"]),
+            "prefork status --json --name shop")["workers"]),
             "a worker busy with the slow request", interval=0.05)
         props, procs = stopped_cleanly(box, SHOP)
         answer, _ = slow.communicate(timeout=30)
@@ -279,7 +280,7 @@ def test_upgrades_under_load_and_one_request_at_a_time(box):
         wait_for(lambda: not box.pid_alive(first), "the old master to exit")
         load.after(200)
         single.after(20)
-        out = box.run(documented(f"prefork upgrade --control {CONTROL}")).stdout
+        out = box.run(documented("prefork upgrade --name shop")).stdout
         third = new_main_pid(box, second)
         assert out == f"upgraded: master {third} took over from master {second}\n"
         wait_for(lambda: not box.pid_alive(second), "the old master to exit")
@@ -370,7 +371,7 @@ def test_the_single_service_unit(box):
     assert int(body.split()[2]) in workers_of(box, master)
     shown = box.run("systemctl status prefork").stdout
     assert 'Status: "2 workers ready' in shown
-    out = box.run(documented("prefork status --control /run/prefork/control.sock")).stdout
+    out = box.run(documented("prefork status")).stdout
     assert out.startswith(f"master {master}:")
     write_app(box, "v2", name="app", path="/srv/prefork/app.py")
     box.run(documented("systemctl reload prefork"))
