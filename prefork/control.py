@@ -10,8 +10,11 @@ only answers on it.
 """
 
 import json
+import logging
 
 from .errors import ConfigError
+
+log = logging.getLogger("prefork")
 
 __all__ = ["ControlSocket", "answer", "COMMANDS"]
 
@@ -40,9 +43,15 @@ class ControlSocket:
             conn.settimeout(CLIENT_TIME)
             try:
                 try:
-                    reply = handle(_read_request(conn))
+                    request = _read_request(conn)
                 except ValueError as e:
                     reply = {"ok": False, "error": f"bad request: {e}"}
+                else:
+                    try:
+                        reply = handle(request)
+                    except Exception as e:  # the master's fault: said, logged, survived
+                        log.exception("control socket: %s failed", request.get("cmd"))
+                        reply = {"ok": False, "error": f"the master failed to answer: {e!r}"}
                 conn.sendall(json.dumps(reply).encode() + b"\n")
             except OSError:
                 pass  # the client went away or was too slow; the master goes on

@@ -206,7 +206,8 @@ class Master:
     def snapshot(self):
         """The pool as data, for `prefork status`."""
         return report.snapshot(self.pool, self.board, self.upgrader, self.cfg.name,
-                               self.started, self.keeper)
+                               self.started, self.keeper,
+                               [s.socket for s in (self.server, *self.deployment.servers)])
 
     def request_stop(self):
         """From any thread: stop gracefully, as SIGTERM would."""

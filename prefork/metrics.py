@@ -16,7 +16,7 @@ from bisect import bisect_left
 from .policy import BOOTING, EXIT_REASONS, READY
 from .scoreboard import BUCKETS, BUSY
 
-__all__ = ["Totals", "render", "listen_queue", "BOOT_BUCKETS", "CONTENT_TYPE"]
+__all__ = ["Totals", "render", "listen_queue", "address_of", "BOOT_BUCKETS", "CONTENT_TYPE"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BOOT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # seconds
@@ -98,7 +98,7 @@ def render(pool, board, totals, *, upgrader, keeper, sockets, usage, master, sta
     for sock in sockets:
         found = listen_queue(sock)
         if found is not None:
-            labels = {"listener": _address(sock)}
+            labels = {"listener": address_of(sock)}
             queued.append((labels, found[0]))
             limits.append((labels, found[1]))
     out.family("prefork_listen_queue", "gauge", "Connections waiting in a listening "
@@ -163,7 +163,7 @@ def _number(value):
     return str(value)
 
 
-def _address(sock):
+def address_of(sock):
     """Where *sock* listens: HOST:PORT, [V6]:PORT or unix:PATH."""
     try:
         name = sock.getsockname()

@@ -4,6 +4,7 @@ from the policy's snapshot, the scoreboard and the upgrade in progress."""
 import os
 import time
 
+from .metrics import address_of, listen_queue
 from .policy import BOOTING, READY
 from .scoreboard import BUSY
 
@@ -25,29 +26,44 @@ def status_line(pool, board, upgrader, keeper=None):
     return line
 
 
-def snapshot(pool, board, upgrader, name, started, keeper=None):
-    """The master, each worker (with its requests, busy flag and memory), the idle
-    connections held (*keeper*), totals."""
-    from .limits import sample_rss  # psutil: only when somebody asks
+def snapshot(pool, board, upgrader, name, started, keeper=None, sockets=()):
+    """The master, each worker (its requests, whether it is in one, since when and
+    which, its memory and CPU time), the idle connections held (*keeper*), the
+    listening *sockets*' queues, totals."""
+    from .limits import sample_usage  # psutil: only when somebody asks
 
     me = os.getpid()
-    data = pool.snapshot(time.monotonic())
+    now = time.monotonic()
+    data = pool.snapshot(now)
     workers = data.pop("workers")
-    rss = sample_rss([me, *(w["pid"] for w in workers)])
+    usage = sample_usage([me, *(w["pid"] for w in workers)])
     for w in workers:
         slot = board[w["slot"]]
-        w.update(requests=slot.requests, busy=slot.state == BUSY, rss=rss.get(w["pid"], 0))
+        busy = slot.state == BUSY
+        rss, cpu = usage.get(w["pid"], (0, 0.0))
+        w.update(requests=slot.requests, busy=busy, rss=rss, cpu=round(cpu, 3),
+                 request=slot.note if busy else "",
+                 busy_for=round(max(0.0, now - slot.heartbeat), 3) if busy else 0.0)
     succ = upgrader.successor
+    queues = []
+    for sock in sockets:
+        found = listen_queue(sock)
+        if found is not None:
+            queues.append({"listener": address_of(sock), "waiting": found[0],
+                           "limit": found[1]})
     return {
-        "master": {"pid": me, "name": name, "rss": rss.get(me, 0),
+        "master": {"pid": me, "name": name, "rss": usage.get(me, (0, 0))[0],
+                   "cpu": round(usage.get(me, (0, 0.0))[1], 3),
                    "uptime": round(time.time() - started, 3)},
-        **{k: data[k] for k in ("generation", "target", "max_workers", "reloads", "adaptive")},
+        **{k: data[k] for k in ("generation", "target", "max_workers", "reloads", "adaptive",
+                                "last_reload")},
+        "queues": queues,
         "upgrade": {"new_master": succ.pid if succ and not upgrader.handed_over else None,
                     "last": upgrader.last},
         "workers": workers,
         "idle_connections": _idle(keeper),
         "totals": {"workers": len(workers), "requests": sum(w["requests"] for w in workers),
-                   "rss": sum(w["rss"] for w in workers) + rss.get(me, 0)}}
+                   "rss": sum(w["rss"] for w in workers) + usage.get(me, (0, 0))[0]}}
 
 
 def _idle(keeper):

@@ -65,6 +65,8 @@ def build_parser():
                 kw["metavar"] = s.metavar or s.kind.metavar
             p.add_argument(s.flag, action=s.kind.action, **kw)
     for name, text in (("status", "show the workers of a running master"),
+                       ("top", "watch a running master's pool live, refreshed every second "
+                        "(q quits)"),
                        ("metrics", "print a running master's metrics (Prometheus text format)"),
                        ("reload", "reload a running master (as SIGHUP)"),
                        ("upgrade", "start a new master image on the same sockets (as "
@@ -81,6 +83,9 @@ def build_parser():
             p.add_argument("--json", action="store_true", help="print JSON for machines")
         if name == "stop":
             p.add_argument("--fast", action="store_true", help="do not wait for requests")
+        if name == "top":
+            p.add_argument("-n", dest="iterations", type=int, default=0, metavar="N",
+                           help="quit after N screens (default: at q or Ctrl-C)")
         if name == "scale":
             p.add_argument("workers", type=int, metavar="N", help="the number of workers")
     return top
@@ -137,7 +142,7 @@ def _fail(message, status, args, predecessor):
 
 
 COMMANDS = {"check": serve.cmd_check, "status": client.cmd_status,
-            "metrics": client.cmd_metrics,
+            "metrics": client.cmd_metrics, "top": client.cmd_top,
             "reload": client.cmd_reload, "upgrade": client.cmd_upgrade,
             "stop": client.cmd_stop, "scale": client.cmd_scale}
 

@@ -14,8 +14,8 @@ import time
 from ..errors import ConfigError, PreforkError
 from .process import read_pid
 
-__all__ = ["control_path", "ask", "cmd_status", "cmd_metrics", "cmd_reload", "cmd_upgrade",
-           "cmd_scale", "cmd_stop"]
+__all__ = ["control_path", "ask", "cmd_status", "cmd_top", "cmd_metrics", "cmd_reload",
+           "cmd_upgrade", "cmd_scale", "cmd_stop"]
 
 
 def control_path(given, pidfile):
@@ -82,7 +82,10 @@ def ask(path, request, timeout=10.0):
             if not chunk:
                 break
             data += chunk
-    return json.loads(data)
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise PreforkError(f"the master at {path} sent no answer") from None
 
 
 def _ask(args, request):
@@ -180,6 +183,14 @@ def cmd_scale(args):
     reply = _ask(args, {"cmd": "scale", "workers": args.workers})
     print(f"workers: {reply['workers']}")
     return 0
+
+
+def cmd_top(args):
+    """The pool, live in the terminal, until q or Ctrl-C (prefork.command.top)."""
+    from .top import run_top
+
+    _ask(args, {"cmd": "status"})  # found (and reachable) before the screen is taken
+    return run_top(lambda: _ask(args, {"cmd": "status"}), args.iterations)
 
 
 def cmd_metrics(args):

@@ -3,7 +3,9 @@ client library's parser), a load balancer and an operator read them."""
 
 import http.client
 import os
+import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -276,3 +278,44 @@ def test_the_documented_commands_run_as_written(tmp_path):
         _, err = master.communicate(timeout=TIMEOUT)
     assert master.returncode == 0, err
     assert not (tmp_path / "ctl.sock").exists()
+
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux not installed (Debian package tmux)")
+def test_prefork_top_in_a_real_terminal(sockdir, tmp_path):
+    """`prefork top` in tmux's 80x24 terminal: the pool, a worker in a request (which,
+    for how long), refreshed; q quits and gives the terminal back."""
+    tmux = ["tmux", "-L", f"prefork-top-{os.getpid()}"]  # a server of the test's own
+    with serve(sockdir) as m:
+        def screen_with(text):
+            """The terminal's screen, once it shows *text*."""
+            def look():
+                seen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "top"],
+                                      capture_output=True, text=True, timeout=TIMEOUT).stdout
+                return seen if text in seen else None
+            return wait_for(look, f"{text!r} on the screen")
+
+        subprocess.run([*tmux, "new-session", "-d", "-s", "top", "-x", "80", "-y", "24",
+                        shlex.join([sys.executable, "-m", "prefork", "top", "--control",
+                                    m.ctl])], check=True, timeout=TIMEOUT)
+        try:
+            first = screen_with("REQUEST")
+            assert f"master {m.pid}  up " in first
+            for pid in m.worker_pids():
+                assert re.search(rf"^\s+\d+\s+{pid}\s+1 idle\s", first, re.M), first
+            gate = os.path.join(tmp_path, "gate")
+            with enter_gate(m, gate) as request:
+                try:
+                    busy = screen_with("GET /gate?")  # the request line, cut at 80 columns
+                    line = next(x for x in busy.splitlines() if "GET /gate" in x)
+                    assert " busy " in line and re.search(r"\d+(ms|\.\ds)\s+GET", line), line
+                    assert "busy 1/2" in busy
+                    assert max(len(x) for x in busy.splitlines()) <= 80
+                finally:
+                    open_gate(gate)
+                assert _answer(request)[0] == 200
+            subprocess.run([*tmux, "send-keys", "-t", "top", "q"], check=True, timeout=TIMEOUT)
+            wait_for(lambda: subprocess.run([*tmux, "has-session", "-t", "top"],
+                                            capture_output=True).returncode != 0 or None,
+                     "top to quit at q")
+        finally:
+            subprocess.run([*tmux, "kill-server"], capture_output=True)
