@@ -94,8 +94,10 @@ class Scrape:
                 conn.close()
                 continue
             conn.setblocking(False)
-            self.clients[conn.fileno()] = _Client(conn, now + CLIENT_TIME)
+            fd = conn.fileno()
+            self.clients[fd] = _Client(conn, now + CLIENT_TIME)
             self.poller.register(conn, _IN)
+            self.handle(fd, _IN, now)  # its request is often there already: one turn
 
     def _answer_if_whole(self, fd, client):
         end = client.got.find(b"\r\n\r\n")
