@@ -2,6 +2,7 @@
 client library's parser), a load balancer and an operator read them."""
 
 import http.client
+import json
 import os
 import re
 import shlex
@@ -319,3 +320,20 @@ def test_prefork_top_in_a_real_terminal(sockdir, tmp_path):
                      "top to quit at q")
         finally:
             subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_master_serves(sockdir):
+    with open(os.path.join(ROOT, "docs", "deploy", "grafana-dashboard.json")) as f:
+        dashboard = json.load(f)
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= len(dashboard["panels"]) >= 8
+    asked = {re.sub(r"_(bucket|sum|count)$", "", name)
+             for e in exprs for name in re.findall(r"\bprefork_\w+", e)}
+    with serve(sockdir) as m:
+        status, text = get(m, "/metrics")
+    served = {family.name for family in text_string_to_metric_families(text)}
+    # prometheus_client names a counter's family without its _total
+    served |= {f"{name}_total" for name in served}
+    assert asked <= served, asked - served
+    assert {"prefork_requests_total", "prefork_request_duration_seconds",
+            "prefork_listen_queue", "prefork_workers"} <= asked
