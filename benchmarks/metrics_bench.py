@@ -3,8 +3,8 @@
 
 prefork serves the kit's WSGI app (4 workers, --metrics-bind) under wrk -c64 with
 keep-alive; a scraper GETs /metrics at 0, 1 and 100 Hz (a new connection each
-time, as Prometheus's would be at that interval) for --seconds, --rounds times in
-turn.  From /proc (psutil): the master's CPU time, over the run and per scrape
+time, as Prometheus's would be, on a fixed schedule) for --seconds, --rounds times
+in turn.  From /proc (psutil): the master's CPU time, over the run and per scrape
 beyond the run without a scraper, and the workers' per request, to compare a
 scrape with serving.  Then, under the same load, one `prefork top` screen and one
 scrape, printed as they are.  gunicorn, granian and uWSGI have no such endpoint
@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import _driver as d
@@ -55,12 +56,30 @@ def scrape(port):
     return data.partition(b"\r\n\r\n")[2]
 
 
+class Scraper(threading.Thread):
+    """Scrapes *port* at *rate* a second, on a fixed schedule (a late scrape does not
+    push the next ones back), until stop()."""
+
+    def __init__(self, port, rate):
+        super().__init__(daemon=True)
+        self.port, self.rate, self.sizes = port, rate, []
+        self.done = threading.Event()
+
+    def run(self):
+        start = time.monotonic()
+        while not self.done.wait(max(0.0, start + len(self.sizes) / self.rate
+                                     - time.monotonic())):
+            self.sizes.append(len(scrape(self.port)))
+
+    def stop(self):
+        self.done.set()
+        self.join()
+
+
 def one_run(port, metrics_port, master, seconds, rate):
     """wrk for *seconds* with a scraper at *rate* Hz: (req/s, master CPU s, workers CPU s,
     scrapes, mean bytes a scrape)."""
-    sizes = []
-    scraper = d.Every(1 / rate, lambda: sizes.append(len(scrape(metrics_port)))) \
-        if rate else None
+    scraper = Scraper(metrics_port, rate) if rate else None
     m0, w0 = cpu(master), workers_cpu(master)
     if scraper:
         scraper.start()
@@ -68,6 +87,7 @@ def one_run(port, metrics_port, master, seconds, rate):
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True).stdout
     if scraper:
         scraper.stop()
+    sizes = scraper.sizes if scraper else []
     m1, w1 = cpu(master), workers_cpu(master)
     rps = float(out.split("Requests/sec:")[1].split()[0])
     return rps, m1 - m0, w1 - w0, len(sizes), statistics.mean(sizes) if sizes else 0
