@@ -60,6 +60,11 @@ class GiveUp:
 
 
 @dataclasses.dataclass(frozen=True)
+class Drained:
+    """accept_grace is over: the graceful stop it delayed begins (Pool.stop)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Stopped:
     pass
 

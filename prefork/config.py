@@ -235,6 +235,10 @@ class Config:
         "seconds", 30.0, "time a new worker has to import and become ready", pool=True)
     graceful_timeout: float = setting(
         "seconds", 30.0, "time a retiring worker has to finish its request", pool=True)
+    accept_grace: float = setting(
+        "seconds", 0.0, "a graceful stop (TERM) first serves on this long, /ready "
+        "answering 503, so load balancers stop sending before the workers leave; a second "
+        "TERM stops at once (0: no wait)", pool=True)
     max_rss: int = setting(
         "size", 0, "recycle a worker whose resident memory passes this (e.g. 512M; 0: no "
         "limit)", pool=True)

@@ -261,6 +261,12 @@ class Master:
         self._apply(self.pool.scale_to(n))
 
     def stop(self, graceful, why):
+        pool = self.pool
+        if graceful and pool.cfg.accept_grace and pool.draining is None and \
+                pool.stopping is None:
+            log.info("%s: graceful stop, after accept_grace", why)
+            self._apply(pool.drain(time.monotonic()))  # serving on, not ready: then Drained
+            return
         log.info("%s: %s stop", why, "graceful" if graceful else "fast")
         if self.upgrader.stop(graceful):
             log.warning("upgrade: stopping the new master %d too", self.upgrader.successor.pid)
@@ -398,6 +404,8 @@ class Master:
                 log.error("%s", act.message)
                 self.failure = act
                 self.stop(False, "workers cannot boot")
+            elif isinstance(act, policy.Drained):
+                self.stop(True, "accept_grace over")
             elif isinstance(act, policy.Stopped):
                 self.done = True
 

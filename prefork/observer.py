@@ -56,7 +56,7 @@ class Observer:
         """Whether a load balancer should send requests here: a worker of the current
         generation is ready, and the pool is not stopping."""
         pool = self.master.pool
-        return pool.stopping is None and any(
+        return pool.stopping is None and pool.draining is None and any(
             w.state == READY and w.generation == pool.generation
             for w in pool.workers.values())
 

@@ -22,6 +22,8 @@ The rules:
 * A worker that dies young and unasked, or a fork that fails, backs off the next
   fork exponentially; if no worker has ever become ready and boots keep failing,
   the pool gives up.
+* A graceful stop with ``accept_grace`` first serves on that long, not ready (so
+  load balancers stop sending), then retires the workers; a second stop is at once.
 * Deadlines: booting past ``boot_timeout`` and silence past ``timeout`` end in a
   stack dump then SIGKILL; retiring past ``graceful_timeout`` ends in SIGKILL.
 * A ready worker whose resident memory passes ``max_rss`` is retired.
@@ -33,13 +35,24 @@ import dataclasses
 import random
 import signal
 
-from .actions import GiveUp, Log, Notify, ReloadDone, Retire, Sample, SendSignal, Spawn, Stopped
+from .actions import (
+    Drained,
+    GiveUp,
+    Log,
+    Notify,
+    ReloadDone,
+    Retire,
+    Sample,
+    SendSignal,
+    Spawn,
+    Stopped,
+)
 from .adaptive import INTERVAL as LOAD_INTERVAL
 from .adaptive import adapter_for
 from .errors import ConfigError
 
 __all__ = ["Pool", "Spawn", "Retire", "SendSignal", "Log", "Notify", "ReloadDone", "GiveUp",
-           "Stopped", "Sample", "describe_exit", "EXIT_REASONS"]
+           "Drained", "Stopped", "Sample", "describe_exit", "EXIT_REASONS"]
 
 # Worker states, as the master sees them.  After READY, each names what was last
 # asked of the worker: RETIRING (finish and go), DUMPING (stack dump signal sent),
@@ -110,6 +123,7 @@ class Pool:
         self.said_reloading = False  # RELOADING=1 sent, the settings not read yet
         self.last_reload = ""  # "ok", or "failed (why)"
         self.stopping = None  # None, or the deadline after which everything is killed
+        self.draining = None  # None, or when a graceful stop delayed by accept_grace begins
         self.announced = False
         self.ever_ready = False
         self.boot_failures = 0
@@ -176,13 +190,14 @@ class Pool:
         """A reload was asked for (SIGHUP): systemd hears RELOADING=1 at once, before
         the settings are read, unless one is under way (this one will follow it) or the
         pool is stopping.  reload() or reload_refused() comes next."""
-        if self.stopping is not None or self.reload_gen is not None:
+        if self.stopping is not None or self.draining is not None or \
+                self.reload_gen is not None:
             return []
         self.said_reloading = True
         return [Notify("reloading", "reading the settings again")]
 
     def reload(self, now):
-        if self.stopping is not None:
+        if self.stopping is not None or self.draining is not None:
             return []
         if self.reload_gen is not None:
             self.reload_pending = True
@@ -235,12 +250,28 @@ class Pool:
             self.adapter.reset()
         return self.scale(n - self.target)
 
+    def drain(self, now):
+        """TERM with accept_grace: the pool serves on (it is not ready any more, so load
+        balancers stop sending) until tick() says Drained; then stop().  A second TERM
+        meanwhile stops at once."""
+        if self.draining is not None or self.stopping is not None:
+            return self.stop(True, now)
+        self.draining = now + self.cfg.accept_grace
+        acts = [Notify("stopping", "stopping"),
+                Log("info", f"serving {self.cfg.accept_grace:g}s more (accept_grace), then "
+                            "stopping")]
+        if self.reload_gen is not None:
+            acts += self._end_reload(False, "the server is stopping", now)
+        return acts
+
     def stop(self, graceful, now):
         """TERM (graceful): retire every worker, SIGKILL what is left at graceful_timeout.
         INT/QUIT (fast): SIGINT every worker, SIGKILL what is left a few seconds later."""
         deadline = now + (self.cfg.graceful_timeout if graceful else FAST_STOP_GRACE)
+        said = self.draining is not None or self.stopping is not None
+        self.draining = None
         self.stopping = deadline if self.stopping is None else min(self.stopping, deadline)
-        acts = [Notify("stopping", "stopping")]
+        acts = [] if said else [Notify("stopping", "stopping")]
         if self.reload_gen is not None:
             acts += self._end_reload(False, "the server is stopping", now)
         for w in self.workers.values():
@@ -276,7 +307,8 @@ class Pool:
         pool grow or shrink, unless a reload or a stop is changing it anyway."""
         if self.adapter is None:
             return []
-        if self.reload_gen is not None or self.stopping is not None:
+        if self.reload_gen is not None or self.stopping is not None or \
+                self.draining is not None:
             self.adapter.reset()
             return []
         change, why = self.adapter.observe(now, busy, self.target)
@@ -302,6 +334,8 @@ class Pool:
     def tick(self, now, beats):
         """Decide what is due at *now*; *beats* maps pid -> last heartbeat."""
         acts = self._deadlines(now, beats)
+        if self.draining is not None and now >= self.draining:
+            return acts + [Drained()]  # the master stops the pool now (stop())
         if self.stopping is not None:
             if now >= self.stopping:
                 for w in self.workers.values():
@@ -338,6 +372,8 @@ class Pool:
         if self.stopping is not None:
             times.append(self.stopping)
         else:
+            if self.draining is not None:
+                times.append(self.draining)
             if self.reload_gen is None and self.respawn_at and \
                     self._serving_count() < self.target:
                 # A back-off still to wait out, whatever happened since (a worker
@@ -478,10 +514,11 @@ class Pool:
                 if w.generation == gen and w.state == BOOTING:
                     acts += self._kill(w, now, wanted=True, why="reload")
         acts.append(ReloadDone(gen, ok, message))
-        if self.reload_pending and self.stopping is None:
+        leaving = self.stopping is not None or self.draining is not None
+        if self.reload_pending and not leaving:
             self.reload_pending = False
             acts += self.reload(now)  # the one asked for meanwhile: RELOADING again
-        elif self.stopping is None:
+        elif not leaving:
             acts.append(Notify("ready"))
         return acts
 

@@ -90,6 +90,12 @@ def gate_request(address, gate):
     return c
 
 
+def _request(address):
+    c = socket.create_connection(address, timeout=TIMEOUT)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    return c
+
+
 def answer_of(c):
     data = b""
     while chunk := c.recv(65536):
@@ -105,7 +111,7 @@ def test_haproxy_takes_a_stopping_host_out_and_no_request_fails(sockdir, tmp_pat
         for tag, port in zip("ab", ports, strict=True):
             masters.append(Running(sockdir, tag=tag, pythonpath=[WSGI_APPS], cli=[
                 "--metrics-bind", f"127.0.0.1:{port}", "--workers", "2",
-                "wsgiapps:application"]))
+                "--accept-grace", "3", "wsgiapps:application"]))
         a, b = masters
         proxy = Haproxy(str(tmp_path / "haproxy"),
                         [(f"{h}:{p}", m) for (h, p), m in zip((a.address, b.address), ports,
@@ -116,6 +122,9 @@ def test_haproxy_takes_a_stopping_host_out_and_no_request_fails(sockdir, tmp_pat
                 with gate_request(a.address, str(tmp_path / "gate")) as inflight:
                     a.signal(signal.SIGTERM)  # a graceful stop, with a request in flight
                     wait_for(lambda: metrics_ready(ports[0]) == 503 or None, "a's /ready 503")
+                    # accept_grace: not ready, and still serving what comes meanwhile.
+                    with _request(a.address) as c:
+                        assert answer_of(c)[0] == 200
                     wait_for(lambda: "shop1 is DOWN" in proxy.output() or None,
                              "haproxy's check to take a out")
                     open_gate(str(tmp_path / "gate"))

@@ -593,3 +593,25 @@ def test_each_exit_is_counted_once_by_why_the_worker_went():
         sim.exit(pid, 0)
     assert sim.pool.exits == {"max_requests": 1, "crash": 1, "max_rss": 1, "scale": 1,
                               "reload": 2, "timeout": 1, "stop": 2, "boot": 0}
+
+
+def test_accept_grace_serves_on_not_ready_then_stops_and_a_second_stop_is_at_once():
+    sim = Sim(workers=2, accept_grace=5)
+    first = sim.start()
+    acts = sim.apply(sim.pool.drain(sim.now))
+    assert Notify("stopping", "stopping") in acts and not sim.of(Retire, acts)
+    assert sim.pool.next_deadline(sim.beats) == sim.now + 5
+    assert sim.apply(sim.pool.reload(sim.now)) == []  # no reload while stopping
+    sim.now += 1
+    sim.exit(first[0], -signal.SIGSEGV)  # still serving: a crashed worker is replaced
+    assert len(sim.of(Spawn, sim.tick())) == 1
+    sim.ready_all()
+    sim.now += 4
+    assert policy.Drained() in sim.tick()
+    acts = sim.apply(sim.pool.stop(True, sim.now))
+    assert len(sim.of(Retire, acts)) == 2 and not sim.of(Notify, acts)  # said once
+    # A second TERM while draining stops at once.
+    sim = Sim(workers=1, accept_grace=5)
+    sim.start()
+    sim.apply(sim.pool.drain(sim.now))
+    assert len(sim.of(Retire, sim.apply(sim.pool.drain(sim.now)))) == 1
