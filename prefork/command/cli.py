@@ -9,6 +9,7 @@ errors (prefork.errors); only this module turns them into messages and statuses.
 
 import argparse
 import difflib
+import os
 import sys
 import traceback
 
@@ -130,6 +131,11 @@ def main(argv=None):
         return _fail(e, EXIT_RUNTIME, args, predecessor)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`prefork status | head -1`): nothing more to say, and nothing
+        # to say it on; what Python would print at exit goes nowhere either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _fail(message, status, args, predecessor):

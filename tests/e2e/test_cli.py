@@ -4,6 +4,7 @@ sequence, and every kind of bad input ending in one line and the right status.""
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -667,3 +668,16 @@ def test_a_daemon_is_found_without_flags_through_an_upgrade(appdir, tmp_path):
             master.kill()
     assert not control.exists()
     assert "control socket: graceful stop" in log.read_text()
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(appdir, sockdir):
+    ctl = os.path.join(sockdir, "ctl")
+    with Running(sockdir, cli=["--control", ctl, "app:Handler"], pythonpath=[str(appdir)]):
+        # top's second screen comes a second after head has left with the first line.
+        shell = subprocess.run(
+            f"{shlex.quote(sys.executable)} -m prefork top -n 2 --control {shlex.quote(ctl)}"
+            " | head -1; echo status ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+            capture_output=True, text=True, timeout=TIMEOUT, env=dict(os.environ,
+                                                                    PYTHONPATH=ROOT))
+    assert shell.stdout.startswith("master ") and shell.stdout.endswith("\nstatus 0\n")
+    assert shell.stderr == ""
