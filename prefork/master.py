@@ -314,6 +314,7 @@ class Master:
         if self.control:  # its path names the new master's socket now: stop answering
             self.poller.unregister(self.control)
             self.control = None
+        self.observer.handed_over(time.monotonic())
         if self.keeper is not None:
             # The new master shares the channel: it holds the idle connections from now
             # on, these and those the retiring workers give back.
@@ -431,6 +432,7 @@ class Master:
             # say so); the command renames the control socket and writes the pidfile.
             self.notifier.send(MAINPID=os.getpid(), READY=1, STATUS=status)
             self.deployment.takeover()
+            self.observer.took_over()
 
     def _say_what_it_serves(self, pid):
         """A worker is about to be dumped and killed: log the request it noted."""

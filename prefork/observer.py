@@ -30,6 +30,17 @@ class Observer:
         """A worker's *slot*, before it is released: what it counted stays counted."""
         self.totals.absorb(slot)
 
+    def took_over(self):
+        """This master (the new one of an upgrade) serves now: probes may reach it."""
+        if self.scrape is not None:
+            self.scrape.start()
+
+    def handed_over(self, now):
+        """This master's successor serves now: it answers new probes alone (those that
+        came before are answered here, the host ready)."""
+        if self.scrape is not None:
+            self.scrape.stop_listening(now)
+
     def fds(self):
         s = self.scrape
         return [s.sock.fileno(), *s.clients] if s else []
@@ -55,6 +66,8 @@ class Observer:
     def ready(self):
         """Whether a load balancer should send requests here: a worker of the current
         generation is ready, and the pool is not stopping."""
+        if self.master.upgrader.handed_over:
+            return True  # the host is served, by the new master
         pool = self.master.pool
         return pool.stopping is None and pool.draining is None and any(
             w.state == READY and w.generation == pool.generation

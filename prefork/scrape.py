@@ -11,6 +11,7 @@ MAX_CLIENTS are served at once; more are closed as they come.
 """
 
 import select
+import socket
 import time
 
 __all__ = ["Scrape", "MAX_CLIENTS", "CLIENT_TIME"]
@@ -40,8 +41,15 @@ class Scrape:
         self.poller = poller
         self.answer = answer
         self.clients = {}  # fd -> _Client
+        self.polled = False
         sock.setblocking(False)
-        poller.register(sock, _IN)
+        self.start()
+
+    def start(self):
+        """Poll the socket once it listens (a new master of an upgrade: at takeover)."""
+        if not self.polled and self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            self.poller.register(self.sock, _IN)
+            self.polled = True
 
     def owns(self, fd):
         return fd == self.sock.fileno() or fd in self.clients
@@ -74,6 +82,15 @@ class Scrape:
 
     def next_deadline(self):
         return min((c.deadline for c in self.clients.values()), default=None)
+
+    def stop_listening(self, now):
+        """Take the connections already waiting, then close the listening socket: a new
+        master answers on its own from now on, and none of these is reset."""
+        if self.polled:
+            self._accept(now)
+            self.poller.unregister(self.sock)
+            self.polled = False
+        self.sock.close()
 
     def close(self):
         """Drop every client and stop polling the listening socket (its owner closes it)."""

@@ -268,10 +268,14 @@ def open_listeners(cfg, predecessor=None):
     return listeners
 
 
-def open_metrics(spec):
-    """The listening socket of --metrics-bind (HOST:PORT or [V6]:PORT).  It is bound
-    with SO_REUSEPORT: the new master of an upgrade binds its own beside the old
-    master's, and each answers for itself until the old one is gone."""
+METRICS_BACKLOG = 64
+
+
+def open_metrics(spec, listen=True):
+    """The socket of --metrics-bind (HOST:PORT or [V6]:PORT), bound with SO_REUSEPORT:
+    the new master of an upgrade binds its own beside the old master's, with *listen*
+    False, and listens (METRICS_BACKLOG) only as it takes over, so no probe reaches it
+    while its workers boot; the old master closes its own at the hand-over."""
     m = _HOST_PORT.fullmatch(spec)
     if not m or not 0 <= int(m["port"]) <= 65535:
         raise ConfigError(f"--metrics-bind {spec!r} is not an address; use HOST:PORT or "
@@ -286,7 +290,8 @@ def open_metrics(spec):
             _bind_inet(sock, bind)
         except BindError as e:
             raise BindError(str(e).replace("--bind", "--metrics-bind", 1)) from None
-        sock.listen(64)
+        if listen:
+            sock.listen(METRICS_BACKLOG)
     except BaseException:
         sock.close()
         raise

@@ -138,7 +138,7 @@ class Service:
             self.listeners = listeners_mod.open_listeners(cfg, old)
             self._lock_pidfile()
             if cfg.metrics_bind:
-                self.metrics = listeners_mod.open_metrics(cfg.metrics_bind)
+                self.metrics = listeners_mod.open_metrics(cfg.metrics_bind, listen=old is None)
             for listener in self.listeners:
                 cls = server_class(self.args.server, listener.sock.type)
                 server = cls.over_socket(listener.sock, handler)
@@ -218,6 +218,8 @@ class Service:
         name it, and the old master is told to go."""
         if self.control:
             self.control.publish()
+        if self.metrics:
+            self.metrics.listen(listeners_mod.METRICS_BACKLOG)  # probes reach this one too
         if self.pidfile:
             self.pidfile.write()
         self.took_over = True

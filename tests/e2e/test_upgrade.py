@@ -5,6 +5,7 @@ themselves a child subreaper: the orphaned new master becomes the test's child,
 which the test stops and reaps (and the leak check would see if it did not).
 """
 
+import http.client
 import os
 import re
 import signal
@@ -208,3 +209,53 @@ def test_idle_keepalive_connections_pass_to_the_new_master(sockdir):
                 c.close()
             if new:
                 assert new.stop() == 0
+
+
+def test_the_metrics_listener_says_ready_throughout_an_upgrade(sockdir):
+    """The new master listens on --metrics-bind only once it takes over, and the old one
+    stops as it hands over: a probe asking /ready all along never hears 503 nor finds
+    the port closed, and then the new master answers."""
+    port = free_port()
+
+    def ask(path):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        except OSError as e:
+            return repr(e), ""
+        finally:
+            conn.close()
+
+    def started():
+        text = ask("/metrics")[1]
+        return re.search(r"^prefork_master_start_time_seconds (\S+)$", text, re.M)[1]
+
+    heard, done = [], threading.Event()
+
+    def probe():
+        for _ in range(20_000):  # bounded: the upgrade is over long before
+            if done.is_set():
+                return
+            heard.append(ask("/ready")[0])
+
+    new = None
+    with subreaper(), Running(sockdir, cli=["--metrics-bind", f"127.0.0.1:{port}",
+                                            "--workers", "2", "apps:Probe"]) as m:
+        before = started()
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            new = upgrade(m)
+            assert m.wait_exit() == 0
+            so_far = len(heard)
+            wait_for(lambda: len(heard) > so_far + 20, "probes after the upgrade")
+        finally:
+            done.set()
+            prober.join()
+            after = started()
+            if new:
+                assert new.stop() == 0
+    assert len(heard) > 40 and set(heard) == {200}, sorted(set(map(str, heard)))
+    assert after != before  # the new master answers now

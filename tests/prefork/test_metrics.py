@@ -180,10 +180,13 @@ def test_scrapers_that_never_send_or_never_read_delay_no_reload_and_no_reap(sock
         stuck.connect(("127.0.0.1", m.port))
         stuck.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
         try:
+            old = set(m.worker_pids())
             m.signal(signal.SIGHUP)
             m.expect("RELOADING=1")
             m.expect("READY=1")  # the reload is done
-            victim = m.worker_pids()[0]
+            new = m.wait_workers(lambda w: len(w) == 2 and not set(w) & old,
+                                 "the old generation gone")
+            victim = sorted(new)[0]
             os.kill(victim, signal.SIGKILL)
             m.wait_workers(lambda w: len(w) == 2 and victim not in w, "the killed worker replaced")
             # The silent one is still open in the master: nothing waited it out.  The
