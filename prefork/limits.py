@@ -1,5 +1,4 @@
-"""Resource sampling for workers.  It reports; the policy decides.  psutil is
-imported at the first memory sample, so a pool without max_rss never loads it."""
+"""Resource sampling for workers, from /proc.  It reports; the policy decides."""
 
 import os
 
@@ -8,21 +7,13 @@ __all__ = ["sample_rss", "sample_usage"]
 
 def sample_rss(pids):
     """Resident set size in bytes of each live process in *pids*; gone ones are left out."""
-    import psutil
-
-    sizes = {}
-    for pid in pids:
-        try:
-            sizes[pid] = psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            pass  # exited between the list and the look: reaping will tell
-    return sizes
+    return {pid: rss for pid, (rss, _) in sample_usage(pids).items()}
 
 
 def sample_usage(pids):
     """(resident bytes, CPU seconds, user and system) of each live process in *pids*,
     read from /proc/PID/stat: one read a process, a fifth of what psutil's objects
-    cost, which the master pays at every scrape of its metrics."""
+    cost, paid by the master every second with max_rss and at every scrape."""
     usage = {}
     for pid in pids:
         try:

@@ -188,7 +188,7 @@ class Master:
     def _feed(self, sample, now):
         """Take *sample* (a policy.Sample) and hand it to the policy."""
         if sample.what == "rss":
-            from .limits import sample_rss  # psutil, only for a pool that has max_rss
+            from .limits import sample_rss  # only for a pool that has max_rss
             return self.pool.sampled_rss(sample_rss(sample.pids), now)
         workers = self.pool.workers
         busy = {pid: self.board[workers[pid].slot].busy_time(now) for pid in sample.pids

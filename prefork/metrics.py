@@ -4,11 +4,12 @@ the kernel's count of connections waiting in each listening socket's queue.
 
 Counters never go back while the master runs: what a worker counted (requests,
 their durations) is added to ``Totals`` when the worker is reaped, before its slot
-is reused.  Rendering reads memory and a few /proc files (psutil, for each
-process's memory and CPU) and asks the kernel for each queue: a few hundred
-microseconds for a small pool, paid by the master only when it is scraped.
+is reused.  Rendering reads memory and a /proc file a process (its memory and
+CPU) and asks the kernel for each queue: about a millisecond for a small pool,
+paid by the master only when it is scraped.
 """
 
+import os
 import socket
 import struct
 from bisect import bisect_left
@@ -51,7 +52,7 @@ class Totals:
 
 def render(pool, board, totals, *, upgrader, keeper, sockets, usage, master, started):
     """The metrics as text.  *sockets*: the pool's listening sockets; *usage*: pid ->
-    (resident bytes, CPU seconds) of the workers (psutil), and *master* the same of
+    (resident bytes, CPU seconds) of the workers (limits.sample_usage), and *master* the same of
     the master (None if unknown); *started*: the master's start, seconds since the
     epoch."""
     out = _Out()
@@ -216,8 +217,6 @@ def listen_queue(sock):
 def _unix_queue(sock):
     """A Unix socket's queue through the sock_diag netlink interface (unix_diag): the
     socket is asked for by its inode; RQLEN is (waiting, limit) for a listening one."""
-    import os
-
     inode = os.fstat(sock.fileno()).st_ino
     request = _UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 1 << _TCP_LISTEN, inode,
                                   UDIAG_SHOW_RQLEN, 0xFFFFFFFF, 0xFFFFFFFF)

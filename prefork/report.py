@@ -30,7 +30,7 @@ def snapshot(pool, board, upgrader, name, started, keeper=None, sockets=()):
     """The master, each worker (its requests, whether it is in one, since when and
     which, its memory and CPU time), the idle connections held (*keeper*), the
     listening *sockets*' queues, totals."""
-    from .limits import sample_usage  # psutil: only when somebody asks
+    from .limits import sample_usage  # only when somebody asks
 
     me = os.getpid()
     now = time.monotonic()

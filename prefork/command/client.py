@@ -211,17 +211,17 @@ def cmd_status(args):
         if adaptive else ""
     print(f"master {m['pid']}{name}: generation {reply['generation']}, "
           f"{reply['target']} workers wanted ({sizing}max {reply['max_workers']}), "
-          f"up {_age(m['uptime'])}, reloads {reply['reloads']['ok']} ok / "
+          f"up {age_text(m['uptime'])}, reloads {reply['reloads']['ok']} ok / "
           f"{reply['reloads']['failed']} failed")
     if reply["upgrade"]["new_master"]:
         print(f"upgrading: new master {reply['upgrade']['new_master']} starting")
     print(f"{'PID':>8} {'SLOT':>4} {'GEN':>4} {'STATE':<11} {'REQUESTS':>9} {'RSS':>8} {'AGE':>8}")
     for w in reply["workers"]:
         print(f"{w['pid']:>8} {w['slot']:>4} {w['generation']:>4} {w['state']:<11} "
-              f"{w['requests']:>9} {_mib(w['rss']):>8} {_age(w['age']):>8}")
+              f"{w['requests']:>9} {mib_text(w['rss']):>8} {age_text(w['age']):>8}")
     t = reply["totals"]
     print(f"{'total':>8} {t['workers']:>4} {'':>4} {'':<11} {t['requests']:>9} "
-          f"{_mib(t['rss']):>8}  (RSS with the master)")
+          f"{mib_text(t['rss']):>8}  (RSS with the master)")
     idle = reply.get("idle_connections")
     if idle:
         print(f"idle connections: {idle['held']} held by the master (at most {idle['limit']}, "
@@ -232,11 +232,13 @@ def cmd_status(args):
     return 0
 
 
-def _mib(n):
+def mib_text(n):
+    """Bytes as MiB with one decimal: 20.4M."""
     return f"{n / 1024 / 1024:.1f}M"
 
 
-def _age(seconds):
+def age_text(seconds):
+    """A duration in its largest whole unit: 45s, 12m, 3h."""
     seconds = int(seconds)
     if seconds < 120:
         return f"{seconds}s"

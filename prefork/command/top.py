@@ -11,6 +11,8 @@ import termios
 import time
 import tty
 
+from .client import age_text, mib_text
+
 __all__ = ["run_top", "screen"]
 
 INTERVAL = 1.0
@@ -79,7 +81,7 @@ def screen(reply, last, now, width=80):
                    if w["pid"] in before and w["requests"] >= before[w["pid"]]["requests"])
         rate = f" (+{done / max(now - then, 1e-6):.0f}/s)"
     lines = [
-        f"master {m['pid']}{name}  up {_age(m['uptime'])}  generation {reply['generation']}"
+        f"master {m['pid']}{name}  up {age_text(m['uptime'])}  generation {reply['generation']}"
         f"  workers {len(workers)} of {reply['target']} (max {reply['max_workers']})",
         f"requests {total}{rate} by live workers; busy {busy}/{len(workers)}"
         + (f"; load {reply['adaptive']['load']:.1f}" if reply["adaptive"] else ""),
@@ -102,7 +104,7 @@ def screen(reply, last, now, width=80):
             cpu = f"{100 * (w['cpu'] - old['cpu']) / max(now - last[0], 1e-6):.0f}"
         took = _took(w["busy_for"]) if w["busy"] else ""
         lines.append(f"{w['slot']:>4} {w['pid']:>7} {w['generation']:>3} {state:<8} "
-                     f"{w['requests']:>8} {_mib(w['rss']):>7} {cpu:>5} {took:>6}  "
+                     f"{w['requests']:>8} {mib_text(w['rss']):>7} {cpu:>5} {took:>6}  "
                      f"{w['request']}")
     return [line[:width] for line in lines]
 
@@ -111,18 +113,5 @@ def _idle(idle):
     return f"; idle connections {idle['held']}" if idle else ""
 
 
-def _mib(n):
-    return f"{n / 1024 / 1024:.1f}M"
-
-
 def _took(seconds):
     return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
-
-
-def _age(seconds):
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
