@@ -160,8 +160,10 @@ def _live(server, plan):
                     # Busy now: what waits for a request goes where one would be served
                     # at once, all but the first that has its request here already.
                     back.release(but=ready[0] if ready else None)
-                else:
-                    back.release(older_than=time.monotonic() - HOLD_SECONDS)
+                else:  # those kept too long; the first kept is the oldest
+                    oldest = time.monotonic() - HOLD_SECONDS
+                    if held[next(iter(held))][3] < oldest:
+                        back.release(older_than=oldest)
             for fd in ready:
                 entry = held.pop(fd, None)  # None: given to the master meanwhile
                 if entry is not None:

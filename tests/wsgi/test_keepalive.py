@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -276,6 +277,25 @@ def test_while_all_are_busy_a_worker_keeps_a_connection_until_a_request_runs_lon
         assert not (gates[1] / "go").exists()
         open_gate(gates[1])
         assert slow.response()[2] == b"passed the gate"
+
+
+def test_a_busy_worker_gives_the_master_a_connection_kept_idle_for_a_second(
+        sockdir, clients):
+    with serve(sockdir, workers=1) as m:
+        quiet, busy = clients(m.address, 2)
+        assert quiet.get()[0] == 200
+        # The worker keeps it, and never rests while another client's requests follow
+        # each other: only the age of what it keeps (HOLD_SECONDS, 1 s) sends the quiet
+        # one to the master, alone.  (A rest would send both: 2 taken back.)
+        deadline = time.monotonic() + 10
+        for _ in range(100_000):
+            assert busy.get()[0] == 200 and time.monotonic() < deadline
+            counts = idle(m)
+            if counts["held"]:
+                break
+        assert counts["held"] == 1 and counts["taken_back"] == 1
+        assert holders(m.pid, quiet)
+        assert quiet.get()[0] == 200  # passed to the worker when its next request comes
 
 
 def test_prefork_status_shows_the_idle_connections_held(sockdir, clients):
