@@ -79,13 +79,7 @@ class Nginx:
         wait_for(listening, "nginx to listen")
 
     def get(self, path="/"):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        finally:
-            conn.close()
+        return fetch(("127.0.0.1", self.port), path, timeout=10)
 
     def close(self):
         self.proc.send_signal(signal.SIGQUIT)  # nginx's graceful stop
@@ -96,6 +90,37 @@ class Nginx:
             self.proc.wait()
         self.proc.stderr.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def fetch(address, path="/", timeout=TIMEOUT):
+    """GET *path* from *address* (host, port) on a connection of its own: (status, body)."""
+    conn = http.client.HTTPConnection(*address, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+class Foreground:
+    """A program of a deployment (a load balancer, a scraper) run in the foreground by
+    a test, in a session of its own, its output in a log file."""
+
+    def __init__(self, argv, log_path):
+        self.log = open(log_path, "w+")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def output(self):
+        """What it has written so far."""
+        self.log.seek(0)
+        return self.log.read()
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(TIMEOUT)
+        self.log.close()
 
 
 def site_upstream(sock):

@@ -2,25 +2,23 @@
 a loaded master through docs/deploy/prometheus.yml: each panel's PromQL must parse,
 and answer with the series the panel draws."""
 
-import http.client
 import json
 import os
 import re
 import shutil
 import signal
-import subprocess
 import urllib.parse
 
 import pytest
 
-from ..prefork.harness import ROOT, TIMEOUT, Running, wait_for
-from .helpers import WSGI_APPS, free_port
+from ..prefork.harness import ROOT, Running, wait_for
+from .helpers import WSGI_APPS, Foreground, fetch, free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEPLOY = os.path.join(ROOT, "docs", "deploy")
 
 
-class Prometheus:
+class Prometheus(Foreground):
     """docs/deploy/prometheus.yml run in the foreground with its example targets
     replaced by *targets* and a scrape every second."""
 
@@ -36,32 +34,22 @@ class Prometheus:
         with open(conf, "w") as f:
             f.write(text)
         self.port = free_port()
-        self.log = open(os.path.join(directory, "prometheus.log"), "w+")
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={conf}",
-             f"--storage.tsdb.path={os.path.join(directory, 'data')}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__([PROMETHEUS, f"--config.file={conf}",
+                          f"--storage.tsdb.path={os.path.join(directory, 'data')}",
+                          f"--web.listen-address=127.0.0.1:{self.port}"],
+                         os.path.join(directory, "prometheus.log"))
         wait_for(self._ready, "prometheus to be ready")
 
     def _ready(self):
         try:
-            return self._get("/-/ready")[0] == 200
+            return fetch(("127.0.0.1", self.port), "/-/ready")[0] == 200
         except OSError:
             assert self.proc.poll() is None, self.output()
             return False
 
-    def _get(self, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
     def api(self, path, **params):
-        status, body = self._get(f"/api/v1/{path}?{urllib.parse.urlencode(params)}")
+        status, body = fetch(("127.0.0.1", self.port),
+                             f"/api/v1/{path}?{urllib.parse.urlencode(params)}")
         answer = json.loads(body)
         assert status == 200 and answer["status"] == "success", (params, answer)
         return answer["data"]
@@ -71,14 +59,6 @@ class Prometheus:
         return {tuple(sorted(r["metric"].items())): float(r["value"][1])
                 for r in self.api("query", query=expr)["result"]}
 
-    def output(self):
-        self.log.seek(0)
-        return self.log.read()
-
-    def close(self):
-        self.proc.terminate()
-        self.proc.wait(TIMEOUT)
-        self.log.close()
 
 
 def panels():
@@ -92,19 +72,8 @@ def panels():
     return exprs, variables
 
 
-def get(address, path="/"):
-    """GET *path* from *address*: (status, body)."""
-    conn = http.client.HTTPConnection(*address, timeout=TIMEOUT)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
 def scrape(port):
-    status, body = get(("127.0.0.1", port), "/metrics")
+    status, body = fetch(("127.0.0.1", port), "/metrics")
     assert status == 200
     return body.decode()
 
@@ -125,7 +94,7 @@ def test_every_panel_of_the_dashboard_answers_from_prometheus(sockdir, tmp_path)
         # Load after the first scrape, so that each counter is seen rising: requests,
         # workers recycled at max_requests, a reload, the workers it boots.
         for _ in range(100):
-            assert get(master.address)[0] == 200
+            assert fetch(master.address)[0] == 200
         master.signal(signal.SIGHUP)
         wait_for(lambda: reloaded(scrape(port)), "the reload to retire the old workers")
 
@@ -140,7 +109,7 @@ def test_every_panel_of_the_dashboard_answers_from_prometheus(sockdir, tmp_path)
         def seen():
             for _ in range(2):  # requests go on while the scrapes come, a worker
                 # living long enough to be scraped twice (its CPU is a rate)
-                assert get(master.address)[0] == 200
+                assert fetch(master.address)[0] == 200
             answers = {(title, expr): ask(expr) for title, expr in exprs}
             missing.clear()
             missing.update({k: v for k, v in answers.items() if not _draws(*k, v)})

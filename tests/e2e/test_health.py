@@ -2,7 +2,6 @@
 docs/deploy/haproxy.cfg in front of two masters, and the container of
 docs/deploy/kubernetes.yaml run and stopped as the kubelet would."""
 
-import http.client
 import os
 import re
 import shutil
@@ -17,13 +16,13 @@ import yaml
 
 from ..prefork.harness import ROOT, TIMEOUT, Running, wait_for
 from ..wsgi.helpers import open_gate, pid_of, split_response
-from .helpers import WSGI_APPS, HttpLoad, free_port
+from .helpers import WSGI_APPS, Foreground, HttpLoad, fetch, free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 DEPLOY = os.path.join(ROOT, "docs", "deploy")
 
 
-class Haproxy:
+class Haproxy(Foreground):
     """docs/deploy/haproxy.cfg run in the foreground, its example hosts replaced by
     *hosts*: [(address "127.0.0.1:PORT", metrics port)]; get() is one request through it."""
 
@@ -41,9 +40,7 @@ class Haproxy:
         conf = os.path.join(directory, "haproxy.cfg")
         with open(conf, "w") as f:
             f.write(text)
-        self.log = open(os.path.join(directory, "haproxy.log"), "w+")
-        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__([HAPROXY, "-db", "-f", conf], os.path.join(directory, "haproxy.log"))
         wait_for(self._answers, "haproxy to answer")
 
     def _answers(self):
@@ -53,32 +50,11 @@ class Haproxy:
             return False
 
     def get(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
-
-    def output(self):
-        """What haproxy has logged so far (its checks' verdicts among it)."""
-        self.log.seek(0)
-        return self.log.read()
-
-    def close(self):
-        self.proc.terminate()
-        self.proc.wait(TIMEOUT)
-        self.log.close()
+        return fetch(("127.0.0.1", self.port))
 
 
 def metrics_ready(port):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
-    try:
-        conn.request("GET", "/ready")
-        return conn.getresponse().status
-    finally:
-        conn.close()
+    return fetch(("127.0.0.1", port), "/ready")[0]
 
 
 def gate_request(address, gate):
@@ -161,14 +137,10 @@ def test_the_kubernetes_container_serves_probes_and_stops_as_the_kubelet_stops_i
 
     def probe(kind):
         get = container[kind]["httpGet"]
-        conn = http.client.HTTPConnection("127.0.0.1", ports[get["port"]], timeout=TIMEOUT)
         try:
-            conn.request("GET", get["path"])
-            return conn.getresponse().status
+            return fetch(("127.0.0.1", ports[get["port"]]), get["path"])[0]
         except OSError:
             return None
-        finally:
-            conn.close()
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.join(ROOT, "examples"), WSGI_APPS, ROOT]))
