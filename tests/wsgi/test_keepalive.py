@@ -283,19 +283,27 @@ def test_a_busy_worker_gives_the_master_a_connection_kept_idle_for_a_second(
         sockdir, clients):
     with serve(sockdir, workers=1) as m:
         quiet, busy = clients(m.address, 2)
-        assert quiet.get()[0] == 200
-        # The worker keeps it, and never rests while another client's requests follow
-        # each other: only the age of what it keeps (HOLD_SECONDS, 1 s) sends the quiet
-        # one to the master, alone.  (A rest would send both: 2 taken back.)
+        assert _given_back_alone(m, quiet, busy)
+        assert quiet.get()[0] == 200  # passed to the worker when its next request comes
+
+
+def _given_back_alone(m, quiet, busy, attempts=5):
+    """Whether the worker gives the master *quiet*, a connection it kept, while it
+    never rests (*busy*'s requests follow each other): only its age (HOLD_SECONDS,
+    1 s) sends it, alone.  A rest of the worker (a slow machine between two requests)
+    sends both, and the attempt is made again."""
+    for _ in range(attempts):
+        assert quiet.get()[0] == 200  # the worker that answers keeps it
+        before = idle(m)["taken_back"]
         deadline = time.monotonic() + 10
         for _ in range(100_000):
             assert busy.get()[0] == 200 and time.monotonic() < deadline
             counts = idle(m)
-            if counts["held"]:
+            if counts["taken_back"] > before:
                 break
-        assert counts["held"] == 1 and counts["taken_back"] == 1
-        assert holders(m.pid, quiet)
-        assert quiet.get()[0] == 200  # passed to the worker when its next request comes
+        if counts["taken_back"] == before + 1 and counts["held"] == 1:
+            return holders(m.pid, quiet)
+    return False
 
 
 def test_prefork_status_shows_the_idle_connections_held(sockdir, clients):
