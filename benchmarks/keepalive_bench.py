@@ -62,13 +62,14 @@ UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 # --- the servers -------------------------------------------------------------------------
 
-def prefork_args(bind, keepalive_timeout=None, *extra, program=("-m", "prefork")):
-    """prefork serve of the kit's app on *bind*, 4 workers, as an argument list;
-    *keepalive_timeout* None leaves prefork's default (75 s)."""
+def prefork_args(bind, keepalive_timeout=None, *extra, program=("-m", "prefork"),
+                 app="hello:app"):
+    """prefork serve of the kit's app (or *app*) on *bind*, 4 workers, as an argument
+    list; *keepalive_timeout* None leaves prefork's default (75 s)."""
     keepalive = [] if keepalive_timeout is None else ["--keepalive-timeout",
                                                       str(keepalive_timeout)]
     return [sys.executable, *program, "serve", "--workers", str(WORKERS), "--bind", bind,
-            "--log-level", "warning", *keepalive, *extra, "hello:app"]
+            "--log-level", "warning", *keepalive, *extra, app]
 
 
 def prefork(port, keepalive_timeout=None):
@@ -388,14 +389,17 @@ def part_cost(a, kit, env):
     """CPU per request (user + system, from /proc) of the master and of the workers
     under wrk -c64 keep-alive: prefork as it is (a worker serves the next request on a
     connection it kept), every idle connection handed to the master and back
-    (servers/handover_prefork.py), and a connection per request."""
+    (servers/handover_prefork.py), a connection per request, and the pool alone: a
+    handler that answers each request with the same bytes (servers/canned.py)."""
     import psutil  # prefork's own dependency
 
     modes = [("as it is", prefork_args, None),
              ("hand-over every request", functools.partial(
                  prefork_args, program=(os.path.join(d.SERVERS, "handover_prefork.py"),)),
               None),
-             ("close each connection", prefork_args, 0)]
+             ("close each connection", prefork_args, 0),
+             ("canned answer, no HTTP", functools.partial(prefork_args, app="canned:Canned"),
+              None)]
     print(f"\ncost: CPU per request under wrk -c{CONNS} keep-alive, {a.seconds} s, "
           f"{a.rounds} rounds (median)")
     found = {name: [] for name, *_ in modes}
@@ -424,7 +428,11 @@ def part_cost(a, kit, env):
             ("cost: the hand-over, us/request", rows["hand-over every request"]
              - rows["as it is"], None, None),
             ("cost: CPU us/request, close each connection", rows["close each connection"],
-             None, None)]
+             None, None),
+            ("cost: CPU us/request, the pool alone (canned answer)",
+             rows["canned answer, no HTTP"], None, None),
+            ("cost: the HTTP front end and WSGI, us/request", rows["as it is"]
+             - rows["canned answer, no HTTP"], None, None)]
 
 
 def _cpu(master):
