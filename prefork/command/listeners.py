@@ -7,6 +7,7 @@ old socket file only when nothing answers on it, and is unlinked only at the
 master's final stop.  A socket inherited (``fd://N``, systemd) is never unlinked.
 """
 
+import ctypes
 import dataclasses
 import errno
 import logging
@@ -14,6 +15,7 @@ import os
 import re
 import socket
 import stat
+import struct
 
 from .. import systemd
 from ..errors import BindError, ConfigError
@@ -274,7 +276,7 @@ METRICS_BACKLOG = 64
 def open_metrics(spec, listen=True):
     """The socket of --metrics-bind (HOST:PORT or [V6]:PORT), bound with SO_REUSEPORT:
     the new master of an upgrade binds its own beside the old master's, with *listen*
-    False, and listens (METRICS_BACKLOG) only as it takes over, so no probe reaches it
+    False, and listens (listen_metrics()) only as it takes over, so no probe reaches it
     while its workers boot; the old master closes its own at the hand-over."""
     m = _HOST_PORT.fullmatch(spec)
     if not m or not 0 <= int(m["port"]) <= 65535:
@@ -296,6 +298,28 @@ def open_metrics(spec, listen=True):
         sock.close()
         raise
     return sock
+
+
+SO_ATTACH_REUSEPORT_CBPF = 51  # Linux's option number (asm-generic/socket.h)
+_RETURN_1 = struct.pack("HBBI", 0x06, 0, 0, 1)  # a classic BPF program: "return 1"
+
+
+def listen_metrics(sock):
+    """The new master of an upgrade takes the --metrics-bind port over: *sock* listens,
+    and the kernel gives it every new connection from now on.  Its SO_REUSEPORT group
+    holds the old master's socket, then this one (a TCP socket joins as it listens); a
+    one-instruction program on the group picks the socket at index 1, this one, so no
+    connection lands in the old master's queue in the instant it closes (it would be
+    reset).  Once the old one is gone, index 1 is past the group and the kernel picks
+    as usual; a later upgrade's socket is index 1 again."""
+    sock.listen(METRICS_BACKLOG)
+    program = ctypes.create_string_buffer(_RETURN_1)  # alive through the call
+    fprog = struct.pack("HP", 1, ctypes.addressof(program))  # struct sock_fprog
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+    except OSError as e:  # a kernel without it: new probes still come here, most of them
+        log.warning("--metrics-bind: cannot steer new connections to this master (%s); "
+                    "a probe may be reset as the old master closes", e.strerror)
 
 
 class ControlFile:

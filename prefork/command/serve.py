@@ -219,7 +219,7 @@ class Service:
         if self.control:
             self.control.publish()
         if self.metrics:
-            self.metrics.listen(listeners_mod.METRICS_BACKLOG)  # probes reach this one too
+            listeners_mod.listen_metrics(self.metrics)  # new probes come here alone
         if self.pidfile:
             self.pidfile.write()
         self.took_over = True

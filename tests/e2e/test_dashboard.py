@@ -60,7 +60,6 @@ class Prometheus(Foreground):
                 for r in self.api("query", query=expr)["result"]}
 
 
-
 def panels():
     """[(panel title, expr)] of docs/deploy/grafana-dashboard.json, and its template
     variables' queries."""
@@ -107,8 +106,9 @@ def test_every_panel_of_the_dashboard_answers_from_prometheus(sockdir, tmp_path)
         missing = {}
 
         def seen():
-            for _ in range(2):  # requests go on while the scrapes come, a worker
-                # living long enough to be scraped twice (its CPU is a rate)
+            # Requests go on while the scrapes come, few enough that a worker lives
+            # through two scrapes (its CPU is drawn as a rate).
+            for _ in range(2):
                 assert fetch(master.address)[0] == 200
             answers = {(title, expr): ask(expr) for title, expr in exprs}
             missing.clear()
@@ -137,10 +137,10 @@ def reloaded(text):
     """Whether the master's metrics *text* say a reload is done: generation 2 serving,
     an old worker or more retired for it, none booting or retiring any more."""
     value = dict(re.findall(r"^(prefork_\S+) (\S+)$", text, re.MULTILINE))
-    return value["prefork_generation"] == "2" and \
-        float(value['prefork_worker_exits_total{reason="reload"}']) >= 1 and \
-        value['prefork_workers{state="booting"}'] == value['prefork_workers{state="retiring"}'] \
-        == "0"
+    return (value["prefork_generation"] == "2"
+            and float(value['prefork_worker_exits_total{reason="reload"}']) >= 1
+            and value['prefork_workers{state="booting"}'] == "0"
+            and value['prefork_workers{state="retiring"}'] == "0")
 
 
 def _draws(title, expr, answer):

@@ -16,6 +16,8 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from prefork.command.listeners import listen_metrics, open_metrics
+
 from ..e2e.helpers import WSGI_APPS, free_port
 from ..wsgi.helpers import open_gate, split_response
 from .harness import HERE, ROOT, TIMEOUT, Running, wait_for
@@ -340,3 +342,49 @@ def test_the_grafana_dashboard_asks_only_for_metrics_the_master_serves(sockdir):
     assert asked <= served, asked - served
     assert {"prefork_requests_total", "prefork_request_duration_seconds",
             "prefork_listen_queue", "prefork_workers"} <= asked
+
+
+def test_in_an_upgrade_the_new_metrics_socket_takes_every_new_connection():
+    """The port's SO_REUSEPORT group through two upgrades: the new master's socket,
+    bound beside the old one's, gets nothing before it listens and everything after
+    (so none lands in the old one's queue as it closes), then alone, then hands the
+    port on the same way."""
+    def accepted(sock):
+        n = 0
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except BlockingIOError:
+                return n
+            conn.close()
+            n += 1
+
+    def connect(port, n):
+        for _ in range(n):
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+
+    old = open_metrics("127.0.0.1:0")
+    port = old.getsockname()[1]
+    new = newer = None
+    try:
+        new = open_metrics(f"127.0.0.1:{port}", listen=False)
+        for sock in (old, new):
+            sock.setblocking(False)
+        connect(port, 20)
+        assert accepted(old) == 20  # booting: not listening yet
+        assert not new.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        listen_metrics(new)  # it takes over
+        connect(port, 40)
+        assert (accepted(old), accepted(new)) == (0, 40)
+        old.close()  # the old master hands over
+        connect(port, 10)
+        assert accepted(new) == 10
+        newer = open_metrics(f"127.0.0.1:{port}", listen=False)  # the next upgrade
+        newer.setblocking(False)
+        listen_metrics(newer)
+        connect(port, 40)
+        assert (accepted(new), accepted(newer)) == (0, 40)
+    finally:
+        for sock in (old, new, newer):
+            if sock is not None:
+                sock.close()
