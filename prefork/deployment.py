@@ -4,9 +4,9 @@ A server run from Python needs none of it: ``serve_forever()`` runs the master
 with an empty Deployment.  The `prefork` command fills one in: the further
 sockets it serves, the control socket, the metrics listener, the files only the
 master may hold, how to read the settings again on a reload, how to start a new
-master image, and, in the new master of an upgrade, what to do once it is ready.  The master returns
-how its run ended, so the command knows whether the sockets and files it made
-are still its own.
+master image, and, in the new master of an upgrade, what to do once it is ready.
+The master returns how its run ended, so the command knows whether the sockets
+and files it made are still its own.
 """
 
 import dataclasses

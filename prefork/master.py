@@ -25,6 +25,7 @@ from . import logs, policy, report
 from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
 from .errors import BootError, PreforkError
+from .limits import sample_rss
 from .loader import import_shared_stdlib, is_spec
 from .observer import Observer
 from .scoreboard import Scoreboard
@@ -188,7 +189,6 @@ class Master:
     def _feed(self, sample, now):
         """Take *sample* (a policy.Sample) and hand it to the policy."""
         if sample.what == "rss":
-            from .limits import sample_rss  # only for a pool that has max_rss
             return self.pool.sampled_rss(sample_rss(sample.pids), now)
         workers = self.pool.workers
         busy = {pid: self.board[workers[pid].slot].busy_time(now) for pid in sample.pids
@@ -206,8 +206,11 @@ class Master:
     def snapshot(self):
         """The pool as data, for `prefork status`."""
         return report.snapshot(self.pool, self.board, self.upgrader, self.cfg.name,
-                               self.started, self.keeper,
-                               [s.socket for s in (self.server, *self.deployment.servers)])
+                               self.started, self.keeper, self.listening())
+
+    def listening(self):
+        """The sockets the pool serves."""
+        return [s.socket for s in (self.server, *self.deployment.servers)]
 
     def request_stop(self):
         """From any thread: stop gracefully, as SIGTERM would."""
@@ -261,11 +264,9 @@ class Master:
         self._apply(self.pool.scale_to(n))
 
     def stop(self, graceful, why):
-        pool = self.pool
-        if graceful and pool.cfg.accept_grace and pool.draining is None and \
-                pool.stopping is None:
+        if graceful and self.pool.stops_after_grace():
             log.info("%s: graceful stop, after accept_grace", why)
-            self._apply(pool.drain(time.monotonic()))  # serving on, not ready: then Drained
+            self._apply(self.pool.drain(time.monotonic()))  # serving on, not ready: Drained
             return
         log.info("%s: %s stop", why, "graceful" if graceful else "fast")
         if self.upgrader.stop(graceful):

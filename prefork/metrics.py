@@ -17,7 +17,8 @@ from bisect import bisect_left
 from .policy import BOOTING, EXIT_REASONS, READY
 from .scoreboard import BUCKETS, BUSY
 
-__all__ = ["Totals", "render", "listen_queue", "address_of", "BOOT_BUCKETS", "CONTENT_TYPE"]
+__all__ = ["Totals", "render", "listen_queue", "listen_queues", "address_of", "BOOT_BUCKETS",
+           "CONTENT_TYPE"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BOOT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # seconds
@@ -95,13 +96,9 @@ def render(pool, board, totals, *, upgrader, keeper, sockets, usage, master, sta
                "result.", [({"result": k}, v) for k, v in upgrader.results.items()])
     out.family("prefork_idle_connections", "gauge", "Idle keep-alive connections the "
                "master holds.", [({}, len(keeper.idle) if keeper else 0)])
-    queued, limits = [], []
-    for sock in sockets:
-        found = listen_queue(sock)
-        if found is not None:
-            labels = {"listener": address_of(sock)}
-            queued.append((labels, found[0]))
-            limits.append((labels, found[1]))
+    queues = listen_queues(sockets)
+    queued = [({"listener": where}, waiting) for where, waiting, _ in queues]
+    limits = [({"listener": where}, limit) for where, _, limit in queues]
     out.family("prefork_listen_queue", "gauge", "Connections waiting in a listening "
                "socket's queue for a worker to accept them.", queued)
     out.family("prefork_listen_queue_limit", "gauge", "The most a listening socket's queue "
@@ -192,6 +189,13 @@ _UNIX_DIAG_REQ = struct.Struct("=BBHIIIII")  # family, protocol, pad, states, in
 _UNIX_DIAG_MSG = struct.Struct("=BBBBIII")   # family, type, state, pad, ino, cookie
 _RTATTR = struct.Struct("=HH")
 _NLMSG_ERROR = 2
+
+
+def listen_queues(sockets):
+    """[(where it listens, connections waiting, the queue's limit)] of each of the
+    listening *sockets* whose queue the kernel tells."""
+    found = [(sock, listen_queue(sock)) for sock in sockets]
+    return [(address_of(sock), *queue) for sock, queue in found if queue is not None]
 
 
 def listen_queue(sock):

@@ -6,6 +6,7 @@ worker's ready and reap, and passes it the events of the metrics listener."""
 import os
 
 from . import metrics
+from .limits import sample_usage
 from .policy import READY
 from .scrape import Scrape
 
@@ -53,15 +54,13 @@ class Observer:
 
     def metrics(self):
         """The metrics text (Prometheus's format)."""
-        from .limits import sample_usage  # psutil: only when somebody asks
-
         m = self.master
         pool = m.pool
         usage = sample_usage([os.getpid(), *pool.workers])
         return metrics.render(
             pool, m.board, self.totals, upgrader=m.upgrader, keeper=m.keeper,
-            sockets=[s.socket for s in (m.server, *m.deployment.servers)], usage=usage,
-            master=usage.get(os.getpid()), started=m.started)
+            sockets=m.listening(), usage=usage, master=usage.get(os.getpid()),
+            started=m.started)
 
     def ready(self):
         """Whether a load balancer should send requests here: a worker of the current
@@ -69,7 +68,7 @@ class Observer:
         if self.master.upgrader.handed_over:
             return True  # the host is served, by the new master
         pool = self.master.pool
-        return pool.stopping is None and pool.draining is None and any(
+        return not pool.ending and any(
             w.state == READY and w.generation == pool.generation
             for w in pool.workers.values())
 

@@ -190,14 +190,13 @@ class Pool:
         """A reload was asked for (SIGHUP): systemd hears RELOADING=1 at once, before
         the settings are read, unless one is under way (this one will follow it) or the
         pool is stopping.  reload() or reload_refused() comes next."""
-        if self.stopping is not None or self.draining is not None or \
-                self.reload_gen is not None:
+        if self.ending or self.reload_gen is not None:
             return []
         self.said_reloading = True
         return [Notify("reloading", "reading the settings again")]
 
     def reload(self, now):
-        if self.stopping is not None or self.draining is not None:
+        if self.ending:
             return []
         if self.reload_gen is not None:
             self.reload_pending = True
@@ -250,11 +249,21 @@ class Pool:
             self.adapter.reset()
         return self.scale(n - self.target)
 
+    @property
+    def ending(self):
+        """A stop has begun: serving on through accept_grace (draining), or stopping."""
+        return self.stopping is not None or self.draining is not None
+
+    def stops_after_grace(self):
+        """Whether a graceful stop asked now first serves on, not ready (drain()):
+        with accept_grace, for the first stop only."""
+        return bool(self.cfg.accept_grace) and not self.ending
+
     def drain(self, now):
         """TERM with accept_grace: the pool serves on (it is not ready any more, so load
         balancers stop sending) until tick() says Drained; then stop().  A second TERM
         meanwhile stops at once."""
-        if self.draining is not None or self.stopping is not None:
+        if not self.stops_after_grace():
             return self.stop(True, now)
         self.draining = now + self.cfg.accept_grace
         acts = [Notify("stopping", "stopping"),
@@ -268,7 +277,7 @@ class Pool:
         """TERM (graceful): retire every worker, SIGKILL what is left at graceful_timeout.
         INT/QUIT (fast): SIGINT every worker, SIGKILL what is left a few seconds later."""
         deadline = now + (self.cfg.graceful_timeout if graceful else FAST_STOP_GRACE)
-        said = self.draining is not None or self.stopping is not None
+        said = self.ending
         self.draining = None
         self.stopping = deadline if self.stopping is None else min(self.stopping, deadline)
         acts = [] if said else [Notify("stopping", "stopping")]
@@ -307,8 +316,7 @@ class Pool:
         pool grow or shrink, unless a reload or a stop is changing it anyway."""
         if self.adapter is None:
             return []
-        if self.reload_gen is not None or self.stopping is not None or \
-                self.draining is not None:
+        if self.reload_gen is not None or self.ending:
             self.adapter.reset()
             return []
         change, why = self.adapter.observe(now, busy, self.target)
@@ -514,11 +522,10 @@ class Pool:
                 if w.generation == gen and w.state == BOOTING:
                     acts += self._kill(w, now, wanted=True, why="reload")
         acts.append(ReloadDone(gen, ok, message))
-        leaving = self.stopping is not None or self.draining is not None
-        if self.reload_pending and not leaving:
+        if self.reload_pending and not self.ending:
             self.reload_pending = False
             acts += self.reload(now)  # the one asked for meanwhile: RELOADING again
-        elif not leaving:
+        elif not self.ending:
             acts.append(Notify("ready"))
         return acts
 

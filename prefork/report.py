@@ -4,7 +4,8 @@ from the policy's snapshot, the scoreboard and the upgrade in progress."""
 import os
 import time
 
-from .metrics import address_of, listen_queue
+from .limits import sample_usage
+from .metrics import listen_queues
 from .policy import BOOTING, READY
 from .scoreboard import BUSY
 
@@ -30,8 +31,6 @@ def snapshot(pool, board, upgrader, name, started, keeper=None, sockets=()):
     """The master, each worker (its requests, whether it is in one, since when and
     which, its memory and CPU time), the idle connections held (*keeper*), the
     listening *sockets*' queues, totals."""
-    from .limits import sample_usage  # only when somebody asks
-
     me = os.getpid()
     now = time.monotonic()
     data = pool.snapshot(now)
@@ -45,12 +44,8 @@ def snapshot(pool, board, upgrader, name, started, keeper=None, sockets=()):
                  request=slot.note if busy else "",
                  busy_for=round(max(0.0, now - slot.heartbeat), 3) if busy else 0.0)
     succ = upgrader.successor
-    queues = []
-    for sock in sockets:
-        found = listen_queue(sock)
-        if found is not None:
-            queues.append({"listener": address_of(sock), "waiting": found[0],
-                           "limit": found[1]})
+    queues = [{"listener": where, "waiting": waiting, "limit": limit}
+              for where, waiting, limit in listen_queues(sockets)]
     return {
         "master": {"pid": me, "name": name, "rss": usage.get(me, (0, 0))[0],
                    "cpu": round(usage.get(me, (0, 0.0))[1], 3),

@@ -109,7 +109,7 @@ class Slot:
 
     @property
     def note(self):
-        raw = bytes(self._views.raw[self._base + _NOTE:self._base + SLOT_SIZE])
+        raw = bytes(self._views.raw[self._base + _NOTE:self._base + _HIST])
         return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
     # -- written by the master when it hands out the slot --------------------------

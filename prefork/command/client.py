@@ -24,12 +24,17 @@ def control_path(given, pidfile):
     return given or (pidfile + ".ctl" if pidfile else "")
 
 
+def _default_places():
+    """Where a master may make its control socket, first choice first: systemd's
+    RuntimeDirectory=, $XDG_RUNTIME_DIR, the working directory ("" where unset)."""
+    return [os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0],
+            os.environ.get("XDG_RUNTIME_DIR", ""), os.getcwd()]
+
+
 def default_control(name):
-    """Where a master makes its control socket when nothing says where: in systemd's
-    RuntimeDirectory=, else $XDG_RUNTIME_DIR, else the working directory; named
-    prefork.ctl, or prefork-NAME.ctl after --name."""
-    where = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or \
-        os.environ.get("XDG_RUNTIME_DIR") or os.getcwd()
+    """Where a master makes its control socket when nothing says where: the first of
+    _default_places(); named prefork.ctl, or prefork-NAME.ctl after --name."""
+    where = next(filter(None, _default_places()))
     return os.path.join(where, f"prefork-{name}.ctl" if name else "prefork.ctl")
 
 
@@ -42,9 +47,7 @@ def find_masters(name=""):
     """The live control sockets in the places masters make them by default (those of
     default_control(), and the runtime directories of the systemd units, /run/prefork*),
     of the master named *name* if given: their paths."""
-    places = [os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0],
-              os.environ.get("XDG_RUNTIME_DIR", ""), os.getcwd(),
-              *sorted(glob.glob("/run/prefork*/"))]
+    places = [*_default_places(), *sorted(glob.glob("/run/prefork*/"))]
     found, seen = [], set()
     for place in filter(None, places):
         for path in sorted(glob.glob(os.path.join(glob.escape(place), "prefork*.ctl"))):
