@@ -79,13 +79,20 @@ def build(request, base, client, trusted):
         query = url.query.decode("latin-1") if url.query else ""
     if "%" in path:
         path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
-    env = {**base, "REQUEST_METHOD": request.method, "SERVER_PROTOCOL": request.protocol,
-           "RAW_URI": target,
-           # PATH_INFO starts with "/" (PEP 3333's tools insist): OPTIONS * has none.
-           "PATH_INFO": "" if path == "*" else path, "QUERY_STRING": query,
-           "REMOTE_ADDR": client[0] if client else "", **request.fields}
+    fields = request.fields
+    env = base.copy()  # (a copy, then stores: cheaper than one literal merging the three)
+    env.update(fields)
+    env["REQUEST_METHOD"] = request.method
+    env["SERVER_PROTOCOL"] = request.protocol
+    env["RAW_URI"] = target
+    # PATH_INFO starts with "/" (PEP 3333's tools insist): OPTIONS * has none.
+    env["PATH_INFO"] = "" if path == "*" else path
+    env["QUERY_STRING"] = query
     if client:
+        env["REMOTE_ADDR"] = client[0]
         env["REMOTE_PORT"] = str(client[1])
+    else:
+        env["REMOTE_ADDR"] = ""
     if not client and "HTTP_HOST" in env:  # on a Unix socket, the name asked for
         host = env["HTTP_HOST"]
         if host.startswith("["):  # [v6]:port
@@ -96,7 +103,7 @@ def build(request, base, client, trusted):
         env["SERVER_NAME"] = name
         if port.isdigit():
             env["SERVER_PORT"] = port
-    if not _FORWARDING.isdisjoint(request.fields) and (client[0] if client else "") in trusted:
+    if not _FORWARDING.isdisjoint(fields) and (client[0] if client else "") in trusted:
         _forwarded(env, trusted)
     return env
 

@@ -58,39 +58,36 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         # between requests; another server closes it after one answer.
         persistent = keep_alive is not None and keep_alive(sock)
         kept = False
+        data = None  # bytes read past the request served: the next one's (pipelined)
         try:
-            data = self._serve(sock, persistent, None)
-            while data:  # pipelined: read already, so served here
+            while True:
+                started = time.monotonic()
+                try:
+                    req = read_request(sock, self.request_class, data)
+                except HTTPError as e:
+                    self._refuse(e, None, started, e.request.line if e.request else "-")
+                    if e.request is not None:
+                        e.request.parser = None
+                    return
+                except OSError:
+                    return  # the client went away
+                if req is None:
+                    return
+                try:
+                    data = self._answer(sock, req, persistent, started)
+                finally:
+                    # The parser holds the request's methods, and the request the parser:
+                    # freed now, not by the cyclic garbage collector some requests later.
+                    req.parser = None
+                if not data:
+                    kept = data is not None  # b"": the answer is out, the server keeps it
+                    return
                 next_request = getattr(server, "next_request", None)
-                if next_request is not None:
+                if next_request is not None:  # pipelined: read already, so served here
                     next_request(sock)
-                data = self._serve(sock, persistent, data)
-            kept = data is not None  # b"": the answer is out, the server keeps it
         finally:
             if persistent and not kept:
                 keep_alive(sock, False)  # closed as the request ends
-
-    def _serve(self, sock, persistent, data):
-        """Serve one request (*data*: bytes of it already read); return what was read
-        past it (b"" if nothing) when the connection persists, else None."""
-        started = time.monotonic()
-        try:
-            req = read_request(sock, self.request_class, data)
-        except HTTPError as e:
-            self._refuse(e, None, started, e.request.line if e.request else "-")
-            if e.request is not None:
-                e.request.parser = None
-            return None
-        except OSError:
-            return None  # the client went away
-        if req is None:
-            return None
-        try:
-            return self._answer(sock, req, persistent, started)
-        finally:
-            # The parser holds the request's methods, and the request the parser: freed
-            # now, not by the cyclic garbage collector some requests later.
-            req.parser = None
 
     def _answer(self, sock, req, persistent, started):
         line = req.line

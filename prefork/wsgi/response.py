@@ -235,32 +235,32 @@ def _check(status, headers):
     a Date line unless the application gave its own, Content-Length).  A name or
     value that could end a header early (a CR or LF) or forge one is refused.
 
-    The names and statuses seen before are known good, and the values are checked
-    together, once joined; anything unusual takes the careful path, which also says
-    what is wrong."""
+    The names and statuses seen before are known good, and each value is searched
+    for CR and LF; anything unusual takes the careful path, which also says what is
+    wrong."""
     known = _STATUSES.get(status) if type(status) is str else None
     if known is None:
         return _check_carefully(status, headers)
-    code, line = known
-    lines = [line]
+    code, head = known
     length = None
     date = True
     try:
         for name, value in headers:
             framing = _NAMES[name]
+            if "\n" in value or "\r" in value:  # (a TypeError if value is not a str)
+                raise ValueError
+            head += name + ": " + value + "\r\n"
             if framing:
                 if framing == "date":
                     date = False
                 else:
                     length = int(value)
-            lines.append(name + ": " + value + "\r\n")
     except (KeyError, TypeError, ValueError):
         return _check_carefully(status, headers)
-    head = "".join(lines)
-    if head.count("\n") != len(lines) or head.count("\r") != len(lines):
-        return _check_carefully(status, headers)  # a CR or LF in a value
     if date:
-        head += date_line()
+        if time.time() >= _date[0]:
+            date_line()
+        head += _date[1]
     return code, head, length
 
 

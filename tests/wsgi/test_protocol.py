@@ -169,6 +169,22 @@ def test_a_header_that_could_break_the_answer_is_a_500(headers):
     assert split_response(data)[0] == 500 and b"Injected" not in data
 
 
+@pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nX-Injected: 1", "a\r", b"v", 7])
+def test_a_header_known_from_an_earlier_answer_is_checked_again(value):
+    # The first answer makes the name and status known good; the second's value is
+    # checked all the same.
+    answers = iter([[("X-Known", "fine")], [("X-Known", value)]])
+
+    def app(environ, start_response):
+        start_response("200 OK", [*TEXT, *next(answers)])
+        return [b"x"]
+    with Served(app) as s:
+        first, second = s.exchange(GET), s.exchange(GET)
+        assert len(s.take_errors()) == 1
+    assert split_response(first)[:2] == (200, {**split_response(first)[1], "x-known": "fine"})
+    assert split_response(second)[0] == 500 and b"Injected" not in second
+
+
 def test_no_start_response_and_text_bodies_are_500s():
     def silent(environ, start_response):
         return [b"no status"]
