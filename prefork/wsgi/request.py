@@ -107,13 +107,14 @@ class Request:
         self.protocol = protocol
         if protocol != "HTTP/1.1" and protocol != "HTTP/1.0":
             raise HTTPError(505, protocol)
-        if len(data) > self.max_request_line and len(target) > self.max_request_line:
+        size = len(data)
+        if size > self.max_request_line and len(target) > self.max_request_line:
             raise HTTPError(414, f"request target longer than {self.max_request_line}")
         try:
             end = lines.index("", 1)
         except ValueError:
             raise HTTPError(431, f"more than {self.max_headers} header fields") from None
-        if len(data) > self.max_header_size:  # only then can one field be too long
+        if size > self.max_header_size:  # only then can one field be too long
             self._check_sizes(lines[1:end])
         fields = self.fields = {}
         for line in lines[1:end]:

@@ -92,10 +92,13 @@ class Response:
                 framing = "" if self.length is not None else f"Content-Length: {len(data)}\r\n"
                 self.sent_head = True
                 self.sent_body = len(data)
+                if self.keep and self.protocol == "HTTP/1.1" and \
+                        (self.request is None or self.request.done):
+                    end = "\r\n"  # the connection persists, as HTTP/1.1's default
+                else:
+                    end = self._connection(False) + "\r\n"
                 try:
-                    self.sock.sendall(
-                        f"{self.head}{framing}{self._connection(False)}\r\n".encode("latin-1")
-                        + data)
+                    self.sock.sendall((self.head + framing + end).encode("latin-1") + data)
                 except OSError as e:
                     raise ClientGone(f"sending the response: {e}") from None
                 return
