@@ -21,7 +21,7 @@ import threading
 import time
 
 from . import keeper as keeper_mod
-from . import logs, policy, report
+from . import logs, policy, report, sched
 from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
 from .errors import BootError, PreforkError
@@ -98,6 +98,7 @@ class Master:
                 self._next_watchdog = time.monotonic()
             name = f" [{self.cfg.name}]" if self.cfg.name else ""
             set_title(f"prefork: master{name}")
+            sched.shorten()  # to answer at once when the workers keep every core busy
             log.info("master %d starting %d workers", os.getpid(), self.pool.target)
             self.poller = select.poll()
             self.poller.register(self._waker_r, select.POLLIN)

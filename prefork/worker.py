@@ -23,7 +23,7 @@ import sys
 import time
 import traceback
 
-from . import logs
+from . import logs, sched
 from .errors import HandlerImportError
 from .handback import HOLD_IDLE, HOLD_SECONDS, HandBack
 from .loader import is_spec, load_handler
@@ -211,6 +211,7 @@ def _reset_after_fork(plan):
     signal.signal(STACK_SIGNAL, signal.SIG_DFL)
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
     set_title(plan.title)
+    sched.restore()  # the master's short CPU slice is not a worker's
     return SignalInbox([signal.SIGTERM, signal.SIGUSR1])
 
 

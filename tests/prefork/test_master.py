@@ -3,9 +3,13 @@
 import os
 import re
 import signal
+import subprocess
+import sys
 
 import psutil
 import pytest
+
+from prefork import sched
 
 from .harness import Load, Running, wait_for, wait_gone
 
@@ -185,3 +189,34 @@ def test_a_pre_fork_that_always_fails_ends_the_start_with_a_reason(sockdir):
         assert "serve: error: workers cannot boot (3 tries): no worker forked for slot 0: " \
             "pre_fork hook raised RuntimeError: no fork today" in m.log()
         assert m.workers() == {}
+
+
+def _slice(pid):
+    """A process's CPU time slice in ns, as /proc/PID/sched shows it (None if not)."""
+    try:
+        with open(f"/proc/{pid}/sched") as f:
+            for line in f:
+                if line.startswith("se.slice"):
+                    return int(line.partition(":")[2])
+    except OSError:
+        pass
+    return None
+
+
+def test_the_master_runs_with_a_short_cpu_slice_and_its_workers_with_the_default(sockdir):
+    # So that under full load it answers a signal at once (prefork/sched.py); the
+    # workers share the cores as any task does.
+    probe = subprocess.run(
+        [sys.executable, "-c", "from prefork import sched; sched.shorten(); "
+         "print(open('/proc/self/sched').read())"], capture_output=True, text=True)
+    if f"{sched.SLICE_NS}\n" not in probe.stdout.replace(" ", ""):
+        pytest.skip("this kernel keeps no slice a task asks for (Linux 6.12 and later do)")
+    default = _slice(os.getpid())
+    with Running(sockdir, settings=["workers=2"]) as m:
+        assert _slice(m.pid) == sched.SLICE_NS
+        first = m.worker_pids()
+        assert [_slice(pid) for pid in first] == [default, default]
+        m.signal(signal.SIGHUP)  # a new generation's workers too
+        new = m.wait_workers(lambda w: len(w) == 2 and not set(w) & set(first),
+                             "a new generation")
+        assert [_slice(pid) for pid in new] == [default, default]
