@@ -17,7 +17,6 @@ an RT policy the operator chose), nothing changes; an older kernel takes the
 request and ignores it.
 """
 
-import ctypes
 import os
 import platform
 import struct
@@ -44,6 +43,7 @@ def _set_slice(ns):
     if _SETATTR is None:
         return False
     try:
+        import ctypes  # here: a Python built without it still runs, with the default
         policy = os.sched_getscheduler(0)
         if policy not in _FAIR:
             return False  # an RT or idle policy: the operator's choice, left alone
@@ -54,5 +54,5 @@ def _set_slice(ns):
             struct.pack("=IIQiIQQQ", 48, policy, 0, nice, 0, ns, 0, 0), 48)
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.syscall(_SETATTR, 0, attr, 0) == 0
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return False
