@@ -92,13 +92,10 @@ class Response:
                 framing = "" if self.length is not None else f"Content-Length: {len(data)}\r\n"
                 self.sent_head = True
                 self.sent_body = len(data)
-                if self.keep and self.protocol == "HTTP/1.1" and \
-                        (self.request is None or self.request.done):
-                    end = "\r\n"  # the connection persists, as HTTP/1.1's default
-                else:
-                    end = self._connection(False) + "\r\n"
                 try:
-                    self.sock.sendall((self.head + framing + end).encode("latin-1") + data)
+                    self.sock.sendall(
+                        f"{self.head}{framing}{self._connection(False)}\r\n".encode("latin-1")
+                        + data)
                 except OSError as e:
                     raise ClientGone(f"sending the response: {e}") from None
                 return
@@ -261,9 +258,7 @@ def _check(status, headers):
     except (KeyError, TypeError, ValueError):
         return _check_carefully(status, headers)
     if date:
-        if time.time() >= _date[0]:
-            date_line()
-        head += _date[1]
+        head += date_line()
     return code, head, length
 
 
