@@ -20,16 +20,13 @@ import difflib
 import ipaddress
 import math
 import re
+import tomllib
 
 from .errors import ConfigError
 
 __all__ = ["Config", "Setting", "SETTINGS", "POOL_SETTINGS", "load", "parse_value",
            "settings_table"]
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    import tomli as tomllib
 
 LEVELS = ("debug", "info", "warning", "error")
 

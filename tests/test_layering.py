@@ -20,7 +20,7 @@ PURE = {
     "prefork/actions.py": {"dataclasses"},
     "prefork/adaptive.py": set(),
     "prefork/config.py": {"dataclasses", "difflib", "ipaddress", "math", "re", "tomllib",
-                          "tomli", ".errors"},
+                          ".errors"},
 }
 
 
