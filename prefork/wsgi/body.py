@@ -3,9 +3,10 @@
 Content-Length and chunked bodies both come through the parser, which counts the
 one and decodes the other, so the application reads the body's bytes alone and
 sees the end of it (``wsgi.input_terminated``).  ``Expect: 100-continue`` is
-answered when the application first reads: one that refuses an upload without
-reading it never receives it.  A client that stops sending before the body ends
-is an OSError for the application, and too slow a client a 408 (HTTPError).
+answered when the application first reads, if its answer has not begun: one that
+refuses an upload without reading it never receives it.  A client that stops
+sending before the body ends is an OSError for the application, and too slow a
+client a 408 (HTTPError).
 """
 
 from .errors import HTTPError
@@ -24,8 +25,9 @@ class Input:
 
     used = False  # the application asked for body bytes
 
-    def __init__(self, request):
+    def __init__(self, request, response=None):
         self._req = request
+        self._response = response  # 100 Continue goes out only before its head
         self._buf = bytearray()
 
     def _take(self):
@@ -45,10 +47,13 @@ class Input:
             return False
         if req.expect_continue:
             req.expect_continue = False
-            try:
-                req.sock.sendall(CONTINUE)
-            except OSError as e:
-                raise ClientGone(f"sending 100 Continue: {e}") from None
+            # Once the answer has begun, an interim one cannot come (RFC 9110 15.2): the
+            # client, waiting for it, sends the body after a while of its own.
+            if self._response is None or not self._response.sent_head:
+                try:
+                    req.sock.sendall(CONTINUE)
+                except OSError as e:
+                    raise ClientGone(f"sending 100 Continue: {e}") from None
         try:
             data = req.recv(req.header_timeout)
         except OSError as e:  # reset or closed: HTTPError (too slow) goes through

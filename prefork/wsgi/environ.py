@@ -19,6 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 import httptools
 
+from . import request as request_mod
 from .errors import HTTPError
 from .filewrapper import FileWrapper
 
@@ -68,6 +69,7 @@ def build(request, base, client, trusted):
     """The environ for *request* (a request.Request) from a client at *client* (the
     socket's peer: (host, port), or "" on a Unix socket)."""
     target = request.target
+    authority = None
     if target[:1] == "/" and "#" not in target:  # origin-form, as nearly all are
         path, _, query = target.partition("?")
     else:  # absolute-form (a proxy's), or OPTIONS *
@@ -77,11 +79,15 @@ def build(request, base, client, trusted):
             raise HTTPError(400, f"request target {target[:100]!r}") from None
         path = (url.path or b"/").decode("latin-1")
         query = url.query.decode("latin-1") if url.query else ""
+        if url.host:
+            authority = _authority(target)
     if "%" in path:
         path = unquote_to_bytes(path.encode("latin-1")).decode("latin-1")
     fields = request.fields
     env = base.copy()  # (a copy, then stores: cheaper than one literal merging the three)
     env.update(fields)
+    if authority is not None:  # the target names the host: Host is ignored (RFC 9112 3.2.2)
+        env["HTTP_HOST"] = authority
     env["REQUEST_METHOD"] = request.method
     env["SERVER_PROTOCOL"] = request.protocol
     env["RAW_URI"] = target
@@ -106,6 +112,18 @@ def build(request, base, client, trusted):
     if not _FORWARDING.isdisjoint(fields) and (client[0] if client else "") in trusted:
         _forwarded(env, trusted)
     return env
+
+
+def _authority(target):
+    """The host and port an absolute-form *target* names: http://a.test:8080/p -> a.test:8080
+    (without user information); 400 if it is no host."""
+    authority = target.partition("://")[2]
+    for end in "/?#":
+        authority = authority.partition(end)[0]
+    authority = authority.rpartition("@")[2]
+    if not authority or not request_mod.valid_host(authority):
+        raise HTTPError(400, f"request target {target[:100]!r} names no host")
+    return authority
 
 
 _FORWARDING = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO"))

@@ -65,7 +65,8 @@ class WSGIRequestHandler(core.BaseRequestHandler):
                 try:
                     req = read_request(sock, self.request_class, data)
                 except HTTPError as e:
-                    self._refuse(e, None, started, e.request.line if e.request else "-")
+                    self._refuse(e, None, started, e.request.line if e.request else "-",
+                                 e.request.method if e.request else "")
                     if e.request is not None:
                         e.request.parser = None
                     return
@@ -101,7 +102,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             env = build(req, self._bases.get(id(self.server)) or self._base(),
                         self.client_address, self.trusted)
             body = env["wsgi.input"] = NO_BODY if req.done and not req.body \
-                else Input(req)
+                else Input(req, response)
             result = self.application(env, response.start_response)
             try:
                 response.send(result)
@@ -112,14 +113,15 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             response.keep = False  # nothing more can be told to a client that has left
         except HTTPError as e:  # while the application read the body: too large, too slow
             if not response.sent_head:
-                self._refuse(e, env, started, line)
+                self._refuse(e, env, started, line, req.method)
                 return None
             response.keep = False
         except Exception:
             response.keep = False
             self.server.handle_error(sock, self.client_address)
             if not response.sent_head:
-                self._refuse(HTTPError(500, "the application raised"), env, started, line)
+                self._refuse(HTTPError(500, "the application raised"), env, started, line,
+                             req.method)
                 return None
         if (req.chunked or not req.done) and body is not None:
             if req.chunked and not body.used and response.code < 300 \
@@ -130,8 +132,11 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         if self.access is not None:
             self.access.log(env["REMOTE_ADDR"], line, response.code, response.sent_body,
                             time.monotonic() - started, env)
-        if response.keep and not response.short and req.done and not req.trailing:
-            return req.extra
+        if response.keep and not response.short and req.done:
+            extra = req.extra
+            if extra and extra[0] in (13, 10):  # CR, LF: empty lines before the next
+                extra = extra.lstrip(b"\r\n")  # request (RFC 9112 2.2), not one begun
+            return extra
         return None
 
     def _base(self):
@@ -140,20 +145,22 @@ class WSGIRequestHandler(core.BaseRequestHandler):
             base = self._bases[id(self.server)] = environ_mod.base_environ(self.server)
         return base
 
-    def _refuse(self, error, env, started, line):
-        """Answer *error* (an HTTPError) to the request *line*; the connection closes."""
+    def _refuse(self, error, env, started, line, method):
+        """Answer *error* (an HTTPError) to the request *line* of *method*; the
+        connection closes.  An answer to HEAD has the length and not the body."""
         reason = REASONS[error.status]
         body = f"{error.status} {reason}\n".encode()
-        try:
-            self.request.sendall(
-                f"HTTP/1.1 {error.status} {reason}\r\nContent-Type: text/plain\r\n"
+        head = (f"HTTP/1.1 {error.status} {reason}\r\nContent-Type: text/plain\r\n"
                 f"Content-Length: {len(body)}\r\n{date_line()}"
-                "Connection: close\r\n\r\n".encode() + body)
+                "Connection: close\r\n\r\n").encode()
+        sent = 0 if method == "HEAD" else len(body)
+        try:
+            self.request.sendall(head + body[:sent])
         except OSError:
             pass
         if self.access is not None:
             remote = env["REMOTE_ADDR"] if env else _peer(self.client_address)
-            self.access.log(remote, line, error.status, len(body),
+            self.access.log(remote, line, error.status, sent,
                             time.monotonic() - started, env)
 
 

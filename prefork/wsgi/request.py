@@ -15,6 +15,7 @@ cannot hold a worker past it.  Body bytes that arrive with the head are kept for
 wsgi.input; the rest is read when the application asks (body.py).
 """
 
+import re
 import select
 import socket
 import time
@@ -55,11 +56,10 @@ class Request:
     persists = False             # the client lets the connection persist after it
     fields = None                # the header fields as environ has them: HTTP_HOST...
     extra = b""                  # bytes read past this request: the next one's (pipelined)
-    trailing = False             # a next request came inside a chunked body's reads
     _body_fed = 0                # bytes of a Content-Length body given to the parser
     # Callbacks not used, said so: the parser then does not look them up in vain.  The
     # head is read by take_head() once llhttp has checked it, not field by field.
-    on_url = on_header = on_status = None
+    on_message_begin = on_url = on_header = on_status = None
     on_chunk_header = on_chunk_complete = None
 
     def __init__(self, sock):
@@ -72,13 +72,7 @@ class Request:
     def on_headers_complete(self):
         self.headers_done = True
 
-    def on_message_begin(self):
-        if self.done:  # the next request, within the reads of a chunked body
-            self.trailing = True
-
     def on_body(self, data):
-        if self.done:  # a pipelined request's: not this one's
-            return
         self.body_size += len(data)
         limit = self.max_body_size
         if limit and self.body_size > limit:
@@ -102,7 +96,9 @@ class Request:
         try:
             self.method, target, protocol = first.split(" ")  # llhttp checked the form
         except ValueError:
-            raise HTTPError(505, "a request line without HTTP/1.x") from None
+            if first.count(" ") == 1:  # HTTP/0.9's "GET /"
+                raise HTTPError(505, "a request line without HTTP/1.x") from None
+            raise HTTPError(400, "a request line not of three parts") from None
         self.target = target
         self.protocol = protocol
         if protocol != "HTTP/1.1" and protocol != "HTTP/1.0":
@@ -124,9 +120,15 @@ class Request:
             self._take_fields(lines[1:end])  # again, one by one: a field sent twice, or acted on
             fields = self.fields
         if protocol == "HTTP/1.1":
-            if "HTTP_HOST" not in fields:
-                raise HTTPError(400, "no Host header field")
+            try:
+                host = fields["HTTP_HOST"]
+            except KeyError:
+                raise HTTPError(400, "no Host header field") from None
             self.persists = True  # HTTP/1.1's default
+        else:
+            host = fields.get("HTTP_HOST")
+        if host not in _HOSTS and host is not None:
+            _check_host(host)
         if "HTTP_CONNECTION" in fields:
             self.persists = _persists(protocol, fields["HTTP_CONNECTION"])
 
@@ -163,6 +165,8 @@ class Request:
     def _transfer_coding(self, value):
         """Chunked alone is decoded: chunked last and once, or 400 (RFC 9112 6.3);
         another coding before it, 501."""
+        if self.protocol == "HTTP/1.0":  # a 1.0 peer may not know it: no framing to trust
+            raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)")
         codings = [c.strip().lower() for c in value.split(",")]
         if codings[-1] != "chunked" or codings.count("chunked") > 1:
             raise HTTPError(400, f"Transfer-Encoding {value!r}: chunked is not last, once")
@@ -175,13 +179,8 @@ class Request:
     def feed_body(self, data):
         """Hand *data*, read after the head, to the parser: this request's body, up to
         its end; what follows (a pipelined request) is kept in ``extra``."""
-        if self.chunked:  # where it ends, only the parser knows
-            try:
-                self.feed(data)
-            except HTTPError:
-                if not self.done:
-                    raise
-                self.trailing = True  # the next request's fault, not this one's
+        if self.chunked:
+            self._feed_chunked(data)
             return
         left = (self.content_length or 0) - self._body_fed
         if len(data) > left:
@@ -190,6 +189,28 @@ class Request:
         if data:
             self._body_fed += len(data)
             self.feed(data)
+
+    def _feed_chunked(self, data):
+        """Where a chunked body ends, only the parser knows; but it ends just past a
+        CRLF CRLF (after the last chunk's line, or after its trailer fields).  So *data*
+        is fed up to each CRLF CRLF in turn (and up to the end of one the last read
+        began), and what follows the body's end, a pipelined request, is kept in
+        ``extra`` without the parser seeing it."""
+        start = 0
+        if data[:1] in (b"\n", b"\r"):
+            for begun in (b"\n", b"\r\n", b"\n\r\n"):
+                if data.startswith(begun) and not self.done:
+                    self.feed(data[start:len(begun)])
+                    start = len(begun)
+        size = len(data)
+        while start < size and not self.done:
+            end = data.find(b"\r\n\r\n", start) + 4
+            if end < 4:  # none: the rest is the body's
+                end = size
+            self.feed(data[start:end] if start or end < size else data)
+            start = end
+        if start < size:
+            self.extra += data[start:]
 
     def feed(self, data):
         """Hand *data* to the parser; its refusals become HTTPError."""
@@ -350,6 +371,24 @@ def _persists(protocol, connection):
 
 
 _TOKENS = {}  # a Connection field's value -> its tokens, lowercased (few values are sent)
+_HOSTS = set()  # Host field values found valid (the names a server answers to are few)
+# uri-host [":" port] (RFC 9112 3.2, RFC 3986 3.2.2): an IP literal in brackets, or a
+# reg-name (IPv4 addresses are reg-names too); empty is allowed.
+_HOST = re.compile(r"(?:\[[0-9A-Za-z:._~%!$&'()*+,;=-]+\]|[0-9A-Za-z._~%!$&'()*+,;=-]*)"
+                   r"(?::[0-9]*)?")
+
+
+def valid_host(host):
+    """Whether *host* is uri-host [":" port], as a Host field or a target's authority."""
+    return _HOST.fullmatch(host) is not None
+
+
+def _check_host(host):
+    """A Host value that is no host (a space, a slash, an @...) is 400 (RFC 9112 3.2)."""
+    if not valid_host(host):
+        raise HTTPError(400, f"Host {host[:100]!r} is not a host")
+    if len(_HOSTS) < 64:
+        _HOSTS.add(host)
 
 
 def _key(name):

@@ -90,12 +90,11 @@ class Response:
             data = result[0]  # the most common answer: a body in one piece, sent with its head
             if type(data) is bytes and (self.length is None or self.length == len(data)):
                 framing = "" if self.length is not None else f"Content-Length: {len(data)}\r\n"
-                self.sent_head = True
+                head = f"{self.head}{framing}{self._connection(False)}\r\n".encode("latin-1")
+                self.sent_head = True  # (after the encoding: a value not latin-1 is a 500)
                 self.sent_body = len(data)
                 try:
-                    self.sock.sendall(
-                        f"{self.head}{framing}{self._connection(False)}\r\n".encode("latin-1")
-                        + data)
+                    self.sock.sendall(head + data)
                 except OSError as e:
                     raise ClientGone(f"sending the response: {e}") from None
                 return
@@ -211,10 +210,12 @@ class Response:
             self._send_head(b"", final=False)
         if self.bodyless:
             return
+        if not size:
+            return  # (chunked: an empty chunk would be the last one, and finish() sends it)
         if self.chunked:  # write() came first without a length: the file as one chunk
             self._out(b"%x\r\n" % size)
         try:
-            sent = self.sock.sendfile(wrapper.filelike, start, size) if size else 0
+            sent = self.sock.sendfile(wrapper.filelike, start, size)
         except OSError as e:
             raise ClientGone(f"sending the file: {e}") from None
         self.sent_body += sent
@@ -225,6 +226,7 @@ class Response:
 _BODYLESS = frozenset([*range(100, 200), 204, 304])  # statuses never with a body
 _STATUSES = {}  # a status that passed the checks -> its code, its status line
 _NAMES = {}  # header name -> what it frames ("content-length", "date"), else "", once checked
+_VALUES = set()  # header values found clean (the same few, nearly always), framing's aside
 _FRAMING = frozenset(("content-length", "date"))
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -235,9 +237,9 @@ def _check(status, headers):
     a Date line unless the application gave its own, Content-Length).  A name or
     value that could end a header early (a CR or LF) or forge one is refused.
 
-    The names and statuses seen before are known good, and each value is searched
-    for CR and LF; anything unusual takes the careful path, which also says what is
-    wrong."""
+    The names, statuses and values seen before are known good, a value not seen
+    before is checked for control characters, Content-Length for digits; anything
+    unusual takes the careful path, which also says what is wrong."""
     known = _STATUSES.get(status) if type(status) is str else None
     if known is None:
         return _check_carefully(status, headers)
@@ -247,15 +249,21 @@ def _check(status, headers):
     try:
         for name, value in headers:
             framing = _NAMES[name]
-            if "\n" in value or "\r" in value:  # (a TypeError if value is not a str)
-                raise ValueError
-            head += name + ": " + value + "\r\n"
             if framing:
-                if framing == "date":
+                if framing == "content-length" and length is None and value.isdigit() \
+                        and value.isascii():
+                    length = int(value)
+                elif framing == "date" and value.isprintable():
                     date = False
                 else:
-                    length = int(value)
-    except (KeyError, TypeError, ValueError):
+                    raise ValueError  # not digits, sent twice, or a control character
+            elif value not in _VALUES:  # (a TypeError if it cannot be a str)
+                if not value.isprintable():  # a control character (CR, LF, NUL...) or tab
+                    raise ValueError
+                if len(_VALUES) < 256:
+                    _VALUES.add(value)
+            head += name + ": " + value + "\r\n"
+    except (KeyError, TypeError, ValueError, AttributeError):
         return _check_carefully(status, headers)
     if date:
         head += date_line()
@@ -265,8 +273,10 @@ def _check(status, headers):
 def _check_carefully(status, headers):
     """_check(), one field at a time, saying what is wrong."""
     if type(status) is not str or len(status) < 4 or not status[:3].isdigit() \
-            or status[3] != " " or "\r" in status or "\n" in status:
+            or not status[:3].isascii() or status[3] != " " or not _is_value(status[4:]):
         raise ValueError(f"bad status {status!r}: a str such as '200 OK'")
+    if not 200 <= int(status[:3]) <= 599:  # 1xx are not final; the rest are not statuses
+        raise ValueError(f"bad status {status!r}: a final one, 200 to 599")
     length = None
     date = True
     lines = [f"HTTP/1.1 {status}\r\n"]
@@ -278,9 +288,13 @@ def _check_carefully(status, headers):
         framing = _NAMES.get(name) if type(name) is str else None
         if framing is None:
             framing = _check_name(name)
-        if type(value) is not str or "\n" in value or "\r" in value:
+        if type(value) is not str or not _is_value(value):
             raise ValueError(f"bad header value {value!r} for {name}")
         if framing == "content-length":
+            if length is not None:
+                raise ValueError("Content-Length sent twice")
+            if not (value.isdigit() and value.isascii()):
+                raise ValueError(f"bad Content-Length {value!r}: digits")
             length = int(value)
         elif framing == "date":
             date = False
@@ -289,6 +303,13 @@ def _check_carefully(status, headers):
         _STATUSES[status] = (int(status[:3]), lines[0])
     head = "".join(lines)
     return int(status[:3]), head + date_line() if date else head, length
+
+
+def _is_value(value):
+    """A field value (or reason phrase) as RFC 9110 5.5 allows: visible characters,
+    spaces and tabs, obs-text (latin-1's upper half); no CR, LF, NUL or other control."""
+    return value.isprintable() or all(
+        c == "\t" or " " <= c <= "~" or "\x80" <= c <= "\xff" for c in value)
 
 
 def _check_name(name):

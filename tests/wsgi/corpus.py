@@ -109,6 +109,13 @@ VALID = [
      {}, b"12345"),
     ("pipelined request after a body", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 1\r\n\r\n"
      b"aGET /second HTTP/1.1\r\n" + H + b"\r\n", {"PATH_INFO": "/x"}, b"a"),
+    ("absolute form: its host, not Host's", b"GET http://origin.test:8080/abs HTTP/1.1\r\n"
+     b"Host: other.test\r\n\r\n", {"HTTP_HOST": "origin.test:8080", "PATH_INFO": "/abs"}, b""),
+    ("absolute form with user information", b"GET http://u:p@origin.test/ HTTP/1.1\r\n" + H +
+     b"\r\n", {"HTTP_HOST": "origin.test"}, b""),
+    ("empty host", b"GET / HTTP/1.1\r\nHost:\r\n\r\n", {"HTTP_HOST": ""}, b""),
+    ("ipv4 host", b"GET / HTTP/1.1\r\nHost: 192.0.2.1:80\r\n\r\n",
+     {"HTTP_HOST": "192.0.2.1:80"}, b""),
     ("webdav method", b"PROPFIND /dav HTTP/1.1\r\n" + H + b"Depth: 1\r\n\r\n",
      {"REQUEST_METHOD": "PROPFIND", "HTTP_DEPTH": "1"}, b""),
     ("tab before a value", b"GET / HTTP/1.1\r\n" + H + b"X-T:\tv\r\n\r\n", {"HTTP_X_T": "v"}, b""),
@@ -143,6 +150,10 @@ INVALID = [
      400),
     ("content-length negative", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400),
     ("content-length hex", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 0x10\r\n\r\n", 400),
+    ("transfer-encoding in http/1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3\r\nabc\r\n0\r\n\r\n", 400),
+    ("transfer-encoding and keep-alive in http/1.0", b"POST / HTTP/1.0\r\nConnection: keep-"
+     b"alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET / HTTP/1.0\r\n\r\n", 400),
     ("obs-fold", b"GET / HTTP/1.1\r\n" + H + b"X-Long: part one\r\n part two\r\n\r\n", 400),
     ("whitespace before the colon", b"GET / HTTP/1.1\r\n" + H + b"X-Bad : v\r\n\r\n", 400),
     ("space in a name", b"GET / HTTP/1.1\r\n" + H + b"X Bad: v\r\n\r\n", 400),
@@ -168,6 +179,13 @@ INVALID = [
     ("missing host, http/1.1", b"GET / HTTP/1.1\r\n\r\n", 400),
     ("two hosts", b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n", 400),
     ("two hosts, http/1.0", b"GET / HTTP/1.0\r\nHost: a.test\r\nHost: b.test\r\n\r\n", 400),
+    ("a space in the host", b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+    ("a slash and an at in the host", b"GET / HTTP/1.1\r\nHost: evil.test/x@a.test\r\n\r\n",
+     400),
+    ("a port that is no number", b"GET / HTTP/1.1\r\nHost: a.test:8o\r\n\r\n", 400),
+    ("an unclosed ip literal", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
+    ("a bad host in http/1.0", b"GET / HTTP/1.0\r\nHost: <a>\r\n\r\n", 400),
+    ("two spaces in the request line", b"GET  /a HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("lower-case method", b"get / HTTP/1.1\r\n" + H + b"\r\n", 501),
     ("unknown method", b"BREW /pot HTTP/1.1\r\n" + H + b"\r\n", 501),
     ("connect", b"CONNECT example.test:443 HTTP/1.1\r\n" + H + b"\r\n", 501),

@@ -158,6 +158,36 @@ def test_pipelined_requests_are_answered_in_order_by_one_worker(sockdir, clients
         assert c.get()[0] == 200  # and the connection goes on
 
 
+def test_a_request_pipelined_right_after_a_chunked_body_is_answered(sockdir, clients):
+    with serve(sockdir) as m:
+        c = clients(m.address)
+        chunked = request("/echo", "POST", headers=["Transfer-Encoding: chunked"])
+        c.sock.sendall(chunked + b"3\r\nabc\r\n0\r\n\r\n" + request("/after"))
+        first, second = c.response(), c.response()
+        assert first[:1] == second[:1] == (200,) and first[2] == b"abc"
+        assert "connection" not in first[1] and second[2].startswith(b"hello from ")
+        # Its last CRLF CRLF split over two sends, with trailers: the same.
+        c.sock.sendall(chunked + b"2\r\nde\r\n0\r\nX-T: 1\r\n\r")
+        c.sock.sendall(b"\n" + request("/after"))
+        assert c.response()[2] == b"de" and c.response()[0] == 200
+        assert c.get()[0] == 200
+
+
+def test_empty_lines_after_a_request_leave_the_connection_idle_in_the_master(sockdir,
+                                                                            clients):
+    # RFC 9112 2.2: a CRLF after a body (old clients send one) is no request begun: the
+    # connection goes to the master like any other, and no worker waits on it.
+    with serve(sockdir, workers=1) as m:
+        first, second = clients(m.address, 2)
+        for c in (first, second):
+            c.sock.sendall(request("/echo", "POST", body=b"hello") + b"\r\n")
+            assert c.response()[2] == b"hello"
+        held(m, 2)
+        assert clients(m.address).get()[0] == 200  # the one worker is free
+        for c in (first, second):
+            assert c.get()[0] == 200
+
+
 def test_a_request_that_did_not_come_whole_is_read_on(sockdir, clients):
     with serve(sockdir) as m:
         c = clients(m.address)

@@ -185,6 +185,81 @@ def test_a_header_known_from_an_earlier_answer_is_checked_again(value):
     assert split_response(second)[0] == 500 and b"Injected" not in second
 
 
+@pytest.mark.parametrize("headers", [
+    [("Content-Length", "5_0")], [("Content-Length", "+7")], [("Content-Length", "-5")],
+    [("Content-Length", " 5")], [("Content-Length", "\u0665")],
+    [("Content-Length", "5"), ("Content-Length", "10")],
+    [("Content-Length", "1"), ("Content-Length", "1")]])
+def test_a_content_length_not_of_digits_or_sent_twice_is_a_500(headers):
+    # int() would take 5_0, +7, -5, " 5" and an Arabic-Indic five; a client would not.
+    answers = iter([[("Content-Length", "1")], headers])  # the name known good first
+
+    def app(environ, start_response):
+        start_response("200 OK", [*TEXT, *next(answers)])
+        return [b"x"]
+    with Served(app) as s:
+        assert split_response(s.exchange(GET))[0] == 200
+        data = s.exchange(GET)
+        assert len(s.take_errors()) == 1
+    code, headers, body = split_response(data)
+    assert code == 500 and data.lower().count(b"\r\ncontent-length:") == 1
+    assert headers["content-length"] == str(len(body))
+
+
+@pytest.mark.parametrize("status,headers", [
+    ("000 Zero", []), ("600 Beyond", []), ("100 Continue", []), ("101 Switching", []),
+    ("200 O\x00K", []), ("200 OK", [("X-Nul", "a\x00b")]), ("200 OK", [("X-Vt", "a\x0bb")]),
+    ("200 OK", [("X-Del", "a\x7fb")]), ("\u0662\u0660\u0660 OK", [])])
+def test_a_status_or_value_the_rfc_does_not_allow_is_a_500(status, headers):
+    with Served(app_of([b"x"], headers, status)) as s:
+        first, second = s.exchange(GET), s.exchange(GET)  # careful, then known statuses
+        assert len(s.take_errors()) == 2
+    for data in (first, second):
+        assert split_response(data)[0] == 500 and b"\x00" not in data
+
+
+def test_tabs_and_latin_1_in_values_pass():
+    headers = [("X-Tab", "a\tb"), ("X-Latin", "caf\xe9 \x85")]
+    with Served(app_of([b"x"], headers)) as s:
+        for _ in range(2):
+            data = s.exchange(GET)
+            assert split_response(data)[0] == 200
+            assert b"X-Tab: a\tb\r\n" in data and b"X-Latin: caf\xe9 \x85\r\n" in data
+
+
+@pytest.mark.parametrize("body", [[b"one piece"], [b"two", b" pieces"], ["ignored"]])
+def test_a_value_not_in_latin_1_is_a_500_not_an_empty_answer(body):
+    with Served(app_of(body, [("X-Snow", "snow \u2603")])) as s:
+        data = s.exchange(GET)
+        assert len(s.take_errors()) == 1
+    assert split_response(data)[0] == 500
+
+
+def test_an_error_answered_to_head_has_its_length_and_no_body():
+    def app(environ, start_response):
+        raise RuntimeError("broken")
+    with Served(app) as s:
+        code, headers, body = split_response(s.exchange(HEAD))
+        assert s.take_errors() == ["broken"]
+        assert (code, body) == (500, b"") and int(headers["content-length"]) > 0
+        # Refused before the application runs (a Host that is no host): the same.
+        code, headers, body = split_response(
+            s.exchange(b"HEAD / HTTP/1.1\r\nHost: a b\r\n\r\n"))
+        assert (code, body) == (400, b"") and int(headers["content-length"]) > 0
+
+
+def test_written_bytes_then_an_empty_file_end_the_chunks_once(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+
+    def app(environ, start_response):
+        start_response("200 OK", TEXT)(b"xyz")
+        return environ["wsgi.file_wrapper"](open(empty, "rb"))
+    with Served(app) as s:
+        code, headers, body = split_response(s.exchange(GET))
+    assert headers["transfer-encoding"] == "chunked" and body == b"3\r\nxyz\r\n0\r\n\r\n"
+
+
 def test_no_start_response_and_text_bodies_are_500s():
     def silent(environ, start_response):
         return [b"no status"]
@@ -335,6 +410,23 @@ def test_100_continue_comes_when_the_application_reads():
         assert c.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         c.sendall(b"up\n!")
         assert split_response(read_all(c))[0] == 200
+
+
+def test_no_100_continue_once_the_answer_has_begun():
+    def early(environ, start_response):
+        write = start_response("200 OK", TEXT)
+        write(b"started;")
+        return [b"got:" + environ["wsgi.input"].read()]
+    with Served(early) as s, s.connect() as c:
+        c.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  b"Content-Length: 5\r\n\r\n")
+        seen = b""
+        while b"started;" not in seen:
+            seen += c.recv(1000)
+        c.sendall(b"hello")  # as a client does when no 100 comes
+        data = seen + read_all(c)
+    assert b"100 Continue" not in data
+    assert unchunk(split_response(data)[2]) == b"started;got:hello"
 
 
 def test_an_application_that_refuses_an_upload_never_receives_it():
