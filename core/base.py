@@ -68,9 +68,11 @@ class BaseServer:
     def __init__(self, server_address, RequestHandlerClass):
         self.server_address = server_address
         self.RequestHandlerClass = RequestHandlerClass
-        # Set while no serve_forever() runs; shutdown() waits on it.
-        self._loop_stopped = threading.Event()
-        self._stop_wanted = False
+        # Set while no serve_forever() runs; shutdown() waits on it.  The two names
+        # are the ones code written for socketserver reaches for (a handler that stops
+        # its own server sets _BaseServer__shutdown_request), so they work here too.
+        self.__is_shut_down = threading.Event()
+        self.__shutdown_request = False
         self._waker = None  # the write end of the running loop's socket pair
 
     # -- methods for the caller ---------------------------------------------------
@@ -81,27 +83,35 @@ class BaseServer:
         Calls service_actions() after every request and at least every
         *poll_interval* seconds while idle.  ``self.timeout`` plays no part here.
         """
-        self._loop_stopped.clear()
-        wake_r, wake_w = socket.socketpair()
+        self.__is_shut_down.clear()
         try:
-            wake_r.setblocking(False)
-            wake_w.setblocking(False)
-            self._waker = wake_w
-            poller = _Poller(self, wake_r)
-            wake_fd = wake_r.fileno()
-            while not self._stop_wanted:
+            wake_r, wake_w = socket.socketpair()
+        except OSError:  # no descriptors to spare: shutdown() is seen within poll_interval
+            wake_r = wake_w = None
+        try:
+            if wake_r is not None:
+                wake_r.setblocking(False)
+                wake_w.setblocking(False)
+                self._waker = wake_w
+                poller = _Poller(self, wake_r)
+                wake_fd = wake_r.fileno()
+            else:
+                poller = _Poller(self)
+                wake_fd = None
+            while not self.__shutdown_request:
                 ready = poller.wait(poll_interval)
-                if self._stop_wanted:
+                if self.__shutdown_request:
                     break
                 if ready and (len(ready) > 1 or ready[0] != wake_fd):
                     self._handle_request_noblock()
                 self.service_actions()
         finally:
             self._waker = None
-            wake_r.close()
-            wake_w.close()
-            self._stop_wanted = False
-            self._loop_stopped.set()
+            if wake_r is not None:
+                wake_r.close()
+                wake_w.close()
+            self.__shutdown_request = False
+            self.__is_shut_down.set()
 
     def shutdown(self):
         """Ask serve_forever() to stop and wait until it has.
@@ -110,14 +120,14 @@ class BaseServer:
         which would otherwise wait on itself.  A call made just before the loop
         starts is honoured: that loop returns at once.
         """
-        self._stop_wanted = True
+        self.__shutdown_request = True
         waker = self._waker
         if waker is not None:
             try:
                 waker.send(b"\0")
             except OSError:
                 pass  # the loop closed it in the meantime, or the pair is full: both mean awake
-        self._loop_stopped.wait()
+        self.__is_shut_down.wait()
 
     def handle_request(self):
         """Wait for one request and handle it.

@@ -76,6 +76,9 @@ if hasattr(os, "fork"):
 
         def process_request(self, request, client_address):
             """Fork; the child handles the request and exits, the parent goes on."""
+            # What the parent printed and has not written yet is written now, once: the
+            # child, which writes what it prints before it exits, would write it again.
+            _flush_std_streams()
             pid = os.fork()
             if pid:
                 if self.active_children is None:

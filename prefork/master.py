@@ -32,7 +32,7 @@ from .scoreboard import Scoreboard
 from .signals import SignalInbox
 from .systemd import Notifier
 from .upgrade import Upgrader
-from .worker import WorkerInfo, WorkerPlan, run_worker, set_title
+from .worker import WorkerInfo, WorkerPlan, flush_std_streams, run_worker, set_title
 
 __all__ = ["Master", "MASTER_SIGNALS"]
 
@@ -470,6 +470,7 @@ class Master:
         # them shared.  An unreachable cycle frozen here is never collected; the loop
         # makes few, and a reload collects before its generation forks.
         gc.freeze()
+        flush_std_streams()
         try:
             pid = os.fork()
         except OSError as e:

@@ -75,6 +75,17 @@ class WorkerPlan:
     states: object = None    # every worker's state (the scoreboard's), to find a free one
 
 
+def flush_std_streams():
+    """Write what sys.stdout and sys.stderr hold: as a worker exits, and in the master
+    before it forks (or each worker would write the master's unwritten bytes again)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass  # a closed or broken stream must not stop a fork or an exit
+
+
 def run_worker(server, plan):
     """The whole life of a worker.  Never returns: it ends in os._exit()."""
     status = 1
@@ -85,11 +96,7 @@ def run_worker(server, plan):
     except BaseException:
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
+        flush_std_streams()
         for handler in logging.getLogger().handlers + log.handlers:
             try:
                 handler.flush()

@@ -9,6 +9,8 @@ wait for a client's EOF, so clients say ``bye`` instead of closing.
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import threading
 
 import psutil
@@ -278,3 +280,30 @@ def test_collect_children_tolerates_children_reaped_elsewhere(ss):
         assert not server.active_children
     finally:
         close_server(server)
+
+
+PRINTING_SERVER = """
+import socket, core
+
+class Handler(core.BaseRequestHandler):
+    def handle(self):
+        print("handled")
+
+print("serving")  # buffered: stdout is a pipe
+with core.ForkingTCPServer(("127.0.0.1", 0), Handler) as server:
+    for _ in range(3):
+        with socket.create_connection(server.server_address):
+            server.handle_request()
+"""
+
+
+def test_what_the_server_printed_is_written_once_and_what_children_print_too():
+    # Every child writes what it prints before it exits; the bytes the parent had not
+    # yet written are written before each fork, so no child writes them again.  (The
+    # stdlib's children write neither: "handled" is lost there.)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, "-c", PRINTING_SERVER], env=env, timeout=60,
+                         capture_output=True, text=True, check=True).stdout
+    assert sorted(out.split()) == ["handled"] * 3 + ["serving"]

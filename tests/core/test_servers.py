@@ -3,6 +3,8 @@
 import errno
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,6 +13,8 @@ import pytest
 import core
 
 from .helpers import IO_TIMEOUT, close_server, recv_all, serving
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def upper_handler(kind, ss):
@@ -232,6 +236,69 @@ def test_shutdown_returns_promptly_not_after_poll_interval():
         assert time.monotonic() - started < 5, "shutdown() waited for poll_interval"
     finally:
         server.server_close()
+
+
+def test_a_handler_stops_its_own_server_as_socketserver_code_does(ss):
+    # Not documented, but written in programs for socketserver: shutdown() would wait
+    # on its own thread, so a handler sets the loop's flag under the stdlib's name.
+    class Last(ss.BaseRequestHandler):
+        def handle(self):
+            self.server._BaseServer__shutdown_request = True
+
+    server = ss.TCPServer(("127.0.0.1", 0), Last)
+    try:
+        client = socket.create_connection(server.server_address, IO_TIMEOUT)
+        server.serve_forever(poll_interval=0.01)  # returns after that one request
+        client.close()
+        assert server._BaseServer__is_shut_down.is_set()
+        assert server._BaseServer__shutdown_request is False  # ready to run again
+    finally:
+        server.server_close()
+
+
+SHORT_OF_DESCRIPTORS = """
+import os, resource, socket, sys, threading
+ss = __import__(sys.argv[1])
+
+class Hello(ss.BaseRequestHandler):
+    def handle(self):
+        self.request.sendall(b"hello")
+
+class Server(ss.TCPServer):
+    def service_actions(self):
+        running.set()  # the loop turns: past its start
+
+running = threading.Event()
+server = Server(("127.0.0.1", 0), Hello)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/dev/fd"))) + 8, hard))
+held = []
+while True:  # every descriptor this process may have, taken
+    try:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+os.close(held.pop())  # one to spare: too few for a socket pair
+loop = threading.Thread(target=server.serve_forever, args=(0.05,))
+loop.start()
+running.wait()
+os.close(held.pop())
+os.close(held.pop())  # the client's and the accepted socket
+with socket.create_connection(server.server_address) as client:
+    print(client.recv(100).decode())
+server.shutdown()
+loop.join()
+print("stopped")
+"""
+
+
+@pytest.mark.parametrize("module", ["core", "socketserver"])
+def test_serve_forever_with_no_descriptor_to_spare_serves_and_stops(module):
+    # core's loop wakes on shutdown() through a socket pair; without the descriptors
+    # for one, it serves on and sees shutdown() within poll_interval, as the stdlib's.
+    out = subprocess.run([sys.executable, "-c", SHORT_OF_DESCRIPTORS, module], timeout=30,
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.split() == ["hello", "stopped"], out.stderr
 
 
 def test_shutdown_before_the_loop_starts_makes_it_return(ss):

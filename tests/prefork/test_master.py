@@ -172,6 +172,17 @@ def test_a_class_handler_is_used_as_given(sockdir):
         assert int(m.request()) in m.worker_pids()
 
 
+def test_what_a_preloaded_application_printed_is_written_once_not_by_every_worker(sockdir):
+    # stdout a file, unbuffered mode off: the import's line waits in the master's buffer
+    # as it forks; each worker writes its own buffer as it exits.
+    with Running(sockdir, cli=["--workers", "3", "--preload", "loud:Handler"],
+                 env={"PYTHONUNBUFFERED": ""}) as m:
+        assert m.request() == b"loud\n"
+        m.signal(signal.SIGTERM)
+        assert m.wait_exit() == 0
+        assert m.log().count("loud: imported") == 1
+
+
 def test_a_failed_pre_fork_is_retried_after_a_back_off_and_the_pool_gets_ready(sockdir):
     # The policy hears of the failure (a young death): the fork is retried when the
     # back-off is over, though nothing else wakes the master, and READY=1 follows.
