@@ -73,6 +73,8 @@ def build(request, base, client, trusted):
     if target[:1] == "/" and "#" not in target:  # origin-form, as nearly all are
         path, _, query = target.partition("?")
     else:  # absolute-form (a proxy's), or OPTIONS *
+        if target == "*" and request.method != "OPTIONS":  # RFC 9112 3.2.4
+            raise HTTPError(400, f"{request.method} *: the asterisk is OPTIONS's alone")
         try:
             url = httptools.parse_url(target.encode("latin-1"))
         except httptools.HttpParserInvalidURLError:

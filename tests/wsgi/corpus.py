@@ -185,6 +185,7 @@ INVALID = [
     ("a port that is no number", b"GET / HTTP/1.1\r\nHost: a.test:8o\r\n\r\n", 400),
     ("an unclosed ip literal", b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400),
     ("a bad host in http/1.0", b"GET / HTTP/1.0\r\nHost: <a>\r\n\r\n", 400),
+    ("asterisk form for GET", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("two spaces in the request line", b"GET  /a HTTP/1.1\r\n" + H + b"\r\n", 400),
     ("lower-case method", b"get / HTTP/1.1\r\n" + H + b"\r\n", 501),
     ("unknown method", b"BREW /pot HTTP/1.1\r\n" + H + b"\r\n", 501),
