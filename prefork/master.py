@@ -76,6 +76,10 @@ class Master:
         self.keeper = None  # the idle keep-alive connections (keeper.Keeper), stream servers
         self.observer = None  # metrics, health, and the counts that outlive workers
         self.started = time.time()
+        # generation -> what its workers serve: each server's RequestHandlerClass and the
+        # settings, as they were when its first worker was forked.  A worker replaced
+        # in an old generation (after an abandoned reload too) serves what it served.
+        self._generations = {}
 
     # -- the loop -------------------------------------------------------------------
 
@@ -456,10 +460,12 @@ class Master:
         slot.claim(spawn.generation, time.monotonic())
         mine, theirs = socket.socketpair()
         cfg = self.pool.cfg
+        handlers, settings = self._served_by(spawn.generation)
         name = f" [{cfg.name}]" if cfg.name else ""
         plan = WorkerPlan(
             info=info, slot=slot, control=theirs, max_requests=spawn.max_requests,
-            servers=(self.server, *self.deployment.servers), settings=cfg,
+            servers=(self.server, *self.deployment.servers), handlers=handlers,
+            settings=settings,
             beat_interval=cfg.timeout / 4 if cfg.timeout else 0,
             close_fds=self._master_fds() + [mine.fileno()],
             channel=self.keeper.channel.workers_end if self.keeper else None,
@@ -487,6 +493,17 @@ class Master:
         self.channels[pid] = mine
         self.poller.register(mine, select.POLLIN)
         self.pool.spawned(pid, spawn, time.monotonic())
+
+    def _served_by(self, generation):
+        """The handlers and settings of *generation* (those of now, for a new one)."""
+        pool = self.pool
+        alive = {w.generation for w in pool.workers.values()} | {pool.generation,
+                                                                 pool.reload_gen}
+        for gone in set(self._generations) - alive:
+            del self._generations[gone]
+        servers = (self.server, *self.deployment.servers)
+        return self._generations.setdefault(
+            generation, (tuple(s.RequestHandlerClass for s in servers), pool.cfg))
 
     def _send(self, pid, message):
         channel = self.channels.get(pid)

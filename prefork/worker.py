@@ -65,7 +65,8 @@ class WorkerPlan:
     slot: Slot
     control: object          # this worker's end of its socket pair with the master
     servers: tuple           # the server, then one more per further listening socket
-    settings: object         # the pool's Config: what a handler loaded here may read
+    handlers: tuple          # each server's RequestHandlerClass in this worker's generation
+    settings: object         # the generation's Config: what a handler loaded here may read
     max_requests: int        # 0: no limit
     beat_interval: float     # seconds between heartbeats while idle; 0: none
     close_fds: list          # the master's descriptors, closed first thing
@@ -235,6 +236,8 @@ def _boot(server, plan):
     """Import the handler and run post_fork; on failure note why and return the
     exit status that says so (0 when booted)."""
     try:
+        for srv, handler in zip(plan.servers, plan.handlers, strict=True):
+            srv.RequestHandlerClass = handler  # this generation's (a reload may change it)
         handler = server.RequestHandlerClass
         if is_spec(handler):
             resolved = load_handler(handler, plan.settings)

@@ -133,10 +133,16 @@ def _found(args):
                       "--name NAME or --control PATH")
 
 
+def _by_control_socket(args):
+    """Whether a command reaches the master by its control socket (else by a signal to
+    the pid in --pidfile)."""
+    return bool(args.control or (args.pidfile and os.path.exists(args.pidfile + ".ctl"))
+                or not args.pidfile)
+
+
 def _signal_or_ask(args, signum, request):
     """Use the control socket when there is one, else signal the pid in the pidfile."""
-    if args.control or (args.pidfile and os.path.exists(args.pidfile + ".ctl")) or \
-            not args.pidfile:
+    if _by_control_socket(args):
         _ask(args, request)
         return 0
     pid = read_pid(args.pidfile)
@@ -150,8 +156,27 @@ def _signal_or_ask(args, signum, request):
     return 0
 
 
+RELOAD_WAIT = 120.0  # at most; a new generation that cannot boot fails by boot_timeout
+
+
 def cmd_reload(args):
-    return _signal_or_ask(args, signal.SIGHUP, {"cmd": "reload"})
+    """Reload; through the control socket, wait until the new generation serves, or the
+    master says why the reload was abandoned (exit status 1)."""
+    if not _by_control_socket(args):
+        return _signal_or_ask(args, signal.SIGHUP, {"cmd": "reload"})
+    before = _ask(args, {"cmd": "status"})["reloads"]
+    _ask(args, {"cmd": "reload"})  # settings that cannot be read: refused here
+    deadline = time.monotonic() + RELOAD_WAIT
+    while time.monotonic() < deadline:
+        pool = _ask(args, {"cmd": "status"})
+        if pool["reloads"]["failed"] > before["failed"]:
+            raise PreforkError(f"reload {pool['last_reload']}; generation "
+                               f"{pool['generation']} keeps serving")
+        if pool["reloads"]["ok"] > before["ok"]:
+            print(f"reloaded: generation {pool['generation']} serving")
+            return 0
+        time.sleep(0.1)
+    raise PreforkError(f"the reload did not end within {RELOAD_WAIT:g}s; see the log")
 
 
 def cmd_stop(args):

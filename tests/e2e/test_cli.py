@@ -313,6 +313,31 @@ def test_hup_rereads_the_file_and_a_bad_file_keeps_the_old_settings(appdir, sock
     assert m.messages[2].startswith("STATUS=reloading to generation 2;")
 
 
+def test_a_reload_to_a_handler_that_cannot_boot_fails_and_changes_nothing(appdir, sockdir):
+    conf = appdir / "prefork.toml"
+    conf.write_text('handler = "app:Handler"\nworkers = 2\n')
+    ctl = os.path.join(sockdir, "ctl.sock")
+    with Running(sockdir, cli=["--config", str(conf), "--control", ctl],
+                 pythonpath=[str(appdir)]) as m:
+        conf.write_text('handler = "broken:Handler"\nworkers = 2\n')
+        code, out, err = prefork("reload", "--control", ctl, cwd=appdir, others_running=True)
+        assert code == 1 and out == ""
+        line = one_error_line(err)
+        assert line.startswith("reload failed (a new worker failed to boot") and \
+            "no database configured" in line and line.endswith("generation 1 keeps serving")
+        # Workers of generation 1 that die are replaced by workers of generation 1,
+        # serving its handler, not the one the abandoned reload read.
+        old = set(m.worker_pids())
+        for pid in old:
+            os.kill(pid, signal.SIGKILL)
+        m.wait_workers(lambda w: len(w) == 2 and not set(w) & old, "two new workers")
+        assert int(m.request()) in m.worker_pids()
+        conf.write_text('handler = "app:Handler"\nworkers = 2\n')
+        assert prefork("reload", "--control", ctl, cwd=appdir, others_running=True)[:2] == \
+            (0, "reloaded: generation 2 serving\n")
+        assert int(m.request()) in m.worker_pids()
+
+
 def test_daemon_mode_with_its_pidfile(appdir, sockdir):
     pidfile, logfile = os.path.join(sockdir, "d.pid"), os.path.join(sockdir, "d.log")
     with socket.create_server(("127.0.0.1", 0)) as listener:
