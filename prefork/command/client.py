@@ -12,7 +12,7 @@ import socket
 import time
 
 from ..errors import ConfigError, PreforkError
-from .process import read_pid
+from .process import held_pid
 
 __all__ = ["control_path", "ask", "cmd_status", "cmd_top", "cmd_metrics", "cmd_reload",
            "cmd_upgrade", "cmd_scale", "cmd_stop"]
@@ -145,9 +145,9 @@ def _signal_or_ask(args, signum, request):
     if _by_control_socket(args):
         _ask(args, request)
         return 0
-    pid = read_pid(args.pidfile)
-    if not pid:
-        raise PreforkError(f"--pidfile {args.pidfile} names no running master")
+    pid = held_pid(args.pidfile)
+    if not pid:  # nobody holds it: its pid may be anyone's by now, and is not signalled
+        raise PreforkError(f"--pidfile {args.pidfile}: no running master holds it")
     try:
         os.kill(pid, signum)
     except ProcessLookupError:

@@ -15,7 +15,7 @@ import pwd
 
 from ..errors import ConfigError, PidfileError
 
-__all__ = ["PidFile", "read_pid", "drop_privileges", "daemonize", "under_systemd",
+__all__ = ["PidFile", "held_pid", "read_pid", "drop_privileges", "daemonize", "under_systemd",
            "setup_logging", "user_id", "group_id"]
 
 
@@ -44,6 +44,11 @@ class PidFile:
                 raise PidfileError(f"--pidfile {path} is held by a live master (pid {held}); "
                                    "stop it first, or use another pidfile") from None
             raise PidfileError(f"--pidfile {path}: cannot lock it: {e.strerror}") from None
+        held = os.pread(self.fd, 64, 0)
+        if held.strip() and not held.strip().isdigit():  # not a pidfile: a mistaken path
+            os.close(self.fd)
+            raise PidfileError(f"--pidfile {path} holds something other than a pid; not "
+                               "overwritten (is the path right?)")
         os.ftruncate(self.fd, 0)
         if write:
             self.write()
@@ -87,6 +92,22 @@ class PidFile:
                 os.ftruncate(self.fd, 0)
         os.close(self.fd)
         self.fd = -1
+
+
+def held_pid(path):
+    """The pid in a pidfile a live master holds (its lock), or 0: none there, or a stale
+    pidfile whose pid may by now be another process's."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:  # held: a master is alive
+        return read_pid(path)
+    finally:
+        os.close(fd)  # (the probe's own lock, if it got one, goes with it)
+    return 0
 
 
 def read_pid(path):

@@ -393,6 +393,34 @@ def test_a_stale_pidfile_is_taken_over(appdir, sockdir):
     assert not os.path.exists(pidfile)
 
 
+def test_a_stale_pidfile_never_signals_the_process_its_pid_now_names(appdir):
+    # A master killed with SIGKILL leaves its pidfile; its pid may be reused by anyone.
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile = str(appdir / "reused.pid")
+        with open(pidfile, "w") as f:
+            f.write(f"{bystander.pid}\n")
+        for command in ("reload", "stop"):
+            code, _, err = prefork(command, "--pidfile", pidfile, cwd=appdir)
+            assert code == 1
+            assert one_error_line(err) == f"--pidfile {pidfile}: no running master holds it"
+        assert bystander.poll() is None  # neither SIGHUP nor SIGTERM reached it
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_pidfile_path_to_a_file_that_is_no_pidfile_is_refused_untouched(appdir):
+    precious = appdir / "settings.toml"
+    precious.write_text("workers = 4\n")
+    code, _, err = prefork("serve", "--bind", "127.0.0.1:0", "--pidfile", str(precious),
+                           "app:Handler", cwd=appdir)
+    assert code == 1
+    assert one_error_line(err) == f"--pidfile {precious} holds something other than a " \
+        "pid; not overwritten (is the path right?)"
+    assert precious.read_text() == "workers = 4\n"
+
+
 def test_status_scale_reload_and_stop_through_the_control_socket(appdir, sockdir):
     import json
     import stat
