@@ -48,15 +48,23 @@ class Kind:
 
 
 def _whole(value, s):
-    bad = isinstance(value, bool) or not isinstance(value, int) or value < s.minimum
-    return f"a whole number >= {s.minimum}" if bad else ""
+    if isinstance(value, bool) or not isinstance(value, int) or value < s.minimum \
+            or value > s.maximum:
+        top = f" to {s.maximum}" if s.maximum < math.inf else ""
+        return f"a whole number from {s.minimum}{top}" if top else \
+            f"a whole number >= {s.minimum}"
+    if 0 < value < s.least:  # a unit left out, most likely (512 for 512M)
+        return f"0 or at least {s.least // 1024 ** 2}M (a size without a unit is in bytes)"
+    return ""
 
 
 def _workers(value, s):
     if isinstance(value, tuple):
         good = len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
-                                       for v in value) and 1 <= value[0] <= value[1]
-        return "" if good else "a range MIN..MAX of whole numbers with 1 <= MIN <= MAX"
+                                       for v in value) and 1 <= value[0] <= value[1] \
+            <= s.maximum
+        return "" if good else "a range MIN..MAX of whole numbers with 1 <= MIN <= MAX " \
+            f"<= {s.maximum}"
     bad = _whole(value, s)
     return bad and bad + " or a range MIN..MAX"
 
@@ -68,8 +76,11 @@ def _parse_workers(text):
 
 def _seconds(value, s):
     bad = isinstance(value, bool) or not isinstance(value, (int, float)) \
-        or not math.isfinite(value) or value < 0
-    return "a number of seconds >= 0" if bad else ""
+        or not math.isfinite(value) or not 0 <= value <= SECONDS_MAX
+    return f"a number of seconds from 0 to {SECONDS_MAX} (a year)" if bad else ""
+
+
+SECONDS_MAX = 365 * 24 * 3600  # past it a timeout is no timeout, and clocks overflow
 
 
 _SIZE = re.compile(r"(\d+)\s*([kmgt]?)i?b?", re.I)
@@ -127,6 +138,14 @@ def _binds(value, s):
     return "" if good else "a list of addresses"
 
 
+def _mode_from_toml(value):
+    """A mode in TOML is a string of octal digits, "0660": a number would be read as
+    decimal (660 is 0o1224), and an octal literal looks like one."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise TypeError(value)
+    return int(value, 8) if isinstance(value, str) else value
+
+
 def _parsed_if_text(kind_parse):
     return lambda value: kind_parse(value) if isinstance(value, str) else value
 
@@ -145,7 +164,7 @@ KINDS = {k.name: k for k in [
     Kind("str", str, lambda v, s: "" if isinstance(v, str) else "a string", "a string"),
     Kind("spec", str, _spec, "MODULE:NAME", "MODULE:NAME"),
     Kind("mode", lambda text: int(text, 8), _mode, "an octal mode such as 0660", "MODE",
-         show="{:04o}".format, from_toml=_parsed_if_text(lambda text: int(text, 8))),
+         show="{:04o}".format, from_toml=_mode_from_toml),
     Kind("binds", lambda text: tuple(b.strip() for b in text.split(",") if b.strip()),
          _binds, "addresses", "ADDR", action="append",
          from_toml=lambda v: (v,) if isinstance(v, str) else tuple(v)
@@ -161,6 +180,9 @@ KINDS = {k.name: k for k in [
 
 # -- settings ---------------------------------------------------------------------------
 
+MAX_WORKERS = 4096  # more is a typing mistake: each is a process, and a scoreboard slot
+
+
 @dataclasses.dataclass(frozen=True)
 class Setting:
     """One setting, as declared on a Config field."""
@@ -170,6 +192,8 @@ class Setting:
     help: str
     metavar: str = ""        # for --help; the kind's when empty
     minimum: int = 0
+    maximum: float = math.inf
+    least: int = 0           # a value other than 0 is at least this (a size's unit forgotten)
     choices: tuple = ()      # for a "choice": the names it takes
     pool: bool = False       # a setting of the pool: a PreforkMixIn class attribute too
     source: str = "flag"     # "flag": --flag, TOML key, PREFORK_ variable; "argument":
@@ -211,7 +235,8 @@ class Config:
         "passes, else 127.0.0.1:8000)")
     workers: int = setting(
         "workers", 2, "worker processes to keep serving: N, or MIN..MAX for an adaptive "
-        "pool that grows while all are busy and shrinks when idle", minimum=1, pool=True)
+        "pool that grows while all are busy and shrinks when idle", minimum=1,
+        maximum=MAX_WORKERS, pool=True)
     workers_max: int = setting(
         "int", 0, "an adaptive pool's MAX (from workers MIN..MAX); 0: a fixed pool",
         pool=True, source="derived")
@@ -220,7 +245,7 @@ class Config:
         "retired", pool=True)
     max_workers: int = setting(
         "int", 0, "hard cap on live worker processes, reloads included (default: twice "
-        "--workers, or twice MAX)", pool=True)
+        "--workers, or twice MAX)", maximum=2 * MAX_WORKERS, pool=True)
     max_requests: int = setting(
         "int", 0, "recycle a worker after this many requests (0: never)", pool=True)
     max_requests_jitter: int = setting(
@@ -238,8 +263,9 @@ class Config:
         "TERM stops at once (0: no wait)", pool=True)
     max_rss: int = setting(
         "size", 0, "recycle a worker whose resident memory passes this (e.g. 512M; 0: no "
-        "limit)", pool=True)
-    backlog: int = setting("int", 2048, "listen backlog of stream sockets", minimum=1)
+        "limit)", least=8 * 1024 ** 2, pool=True)
+    backlog: int = setting("int", 2048, "listen backlog of stream sockets", minimum=1,
+                           maximum=2 ** 31 - 1)
     preload: bool = setting(
         "bool", False, "import the handler once in the master, before forking", pool=True)
     pidfile: str = setting(
@@ -373,6 +399,9 @@ def _from_file(path):
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: not UTF-8 at byte "
+                          f"{e.start}") from None
     values = {}
     for key, value in data.items():
         name = key.replace("-", "_")
@@ -386,6 +415,10 @@ def _from_file(path):
             except ValueError:
                 raise ConfigError(f"{where}: expected {s.kind.expected}, got {value!r}") \
                     from None
+            except TypeError:  # a TOML number for an octal mode: 440 is not 0o440
+                raise ConfigError(f"{where}: expected an octal mode as a string such as "
+                                  f"\"0660\" (a TOML number is read as decimal: {value} is "
+                                  f"0o{value:o}), got {value!r}") from None
         _check(s, value, where)
         values[name] = value
     return values

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import time
 
 from ..errors import ConfigError, PreforkError
@@ -95,6 +96,12 @@ def _ask(args, request):
     path = control_path(args.control, args.pidfile)
     if not path:
         path = args.control = _found(args)  # found once: the next calls ask the same
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):  # a pidfile, a config file...
+            raise PreforkError(f"{path} is not a socket, so no master's control socket "
+                               "(a pidfile goes with --pidfile)")
+    except OSError:
+        pass  # missing or out of reach: said below
     try:
         reply = ask(path, request)
     except FileNotFoundError:

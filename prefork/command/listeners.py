@@ -285,13 +285,23 @@ def open_metrics(spec, listen=True):
     v6 = m["v6"] is not None
     bind = Bind(spec, socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM,
                 (m["v6"] if v6 else m["host"] or "0.0.0.0", int(m["port"])))
+    if listen and bind.address[1]:
+        # A first master: the port must be free.  SO_REUSEPORT would let it join another
+        # master's socket, and probes and scrapes would reach either at random.
+        probe = socket.socket(bind.family, socket.SOCK_STREAM)
+        try:
+            _bind_inet(probe, bind)
+        except BindError as e:
+            raise BindError(str(e).replace("--bind", "--metrics-bind")) from None
+        finally:
+            probe.close()
     sock = socket.socket(bind.family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             _bind_inet(sock, bind)
         except BindError as e:
-            raise BindError(str(e).replace("--bind", "--metrics-bind", 1)) from None
+            raise BindError(str(e).replace("--bind", "--metrics-bind")) from None
         if listen:
             sock.listen(METRICS_BACKLOG)
     except BaseException:

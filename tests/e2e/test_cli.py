@@ -76,9 +76,9 @@ def appdir(tmp_path):
      "unknown option --wrokers (did you mean --workers?)"),
     (["serve", "--workers", "many", "app:Handler"], {}, 2,
      "--workers: expected a whole number or a range such as 2..16, got 'many'"),
-    (["serve", "--workers", "0", "app:Handler"], {}, 2, "workers: expected a whole number >= 1"),
+    (["serve", "--workers", "0", "app:Handler"], {}, 2, "workers: expected a whole number from 1"),
     (["serve", "--timeout", "-3", "app:Handler"], {}, 2,
-     "timeout: expected a number of seconds >= 0"),
+     "timeout: expected a number of seconds from 0 to 31536000 (a year)"),
     (["serve", "--workers", "5", "--max-workers", "2", "app:Handler"], {}, 2,
      "workers (5) must not exceed max_workers (2)"),
     (["serve", "--max-rss", "lots", "app:Handler"], {}, 2,
@@ -115,6 +115,14 @@ def appdir(tmp_path):
     (["check", "webapp:make("], {}, 2, "webapp:make(: expected NAME or NAME(ARGUMENTS)"),
     (["check", "webapp:TITLE()"], {}, 2, "webapp:TITLE(): TITLE is not callable, so not a factory"),
     (["serve", "nosuch.wsgi:application"], {}, 2, "cannot import handler module 'nosuch.wsgi'"),
+    (["stop", "--control", "app.py"], {}, 1,
+     "app.py is not a socket, so no master's control socket (a pidfile goes with --pidfile)"),
+    (["serve", "--backlog", "99999999999999999999", "app:Handler"], {}, 2,
+     "backlog: expected a whole number from 1 to 2147483647"),
+    (["serve", "--max-rss", "512", "app:Handler"], {}, 2,
+     "max_rss: expected 0 or at least 8M (a size without a unit is in bytes), got 512"),
+    (["check", "--boot-timeout", "1e300", "app:Handler"], {}, 2,
+     "boot_timeout: expected a number of seconds from 0 to 31536000 (a year), got 1e+300"),
     (["stop"], {}, 2, "no control socket of a master in the default places"),
     (["bogus"], {}, 2, "invalid choice: 'bogus'"),
 ])
@@ -179,11 +187,23 @@ def test_a_config_file_with_an_unknown_key_or_a_bad_value(appdir):
     (appdir / "bad.toml").write_text("workers = true\n")
     code, _, err = prefork("check", "--config", "bad.toml", "app:Handler", cwd=appdir)
     assert code == 2
-    assert "key 'workers' in bad.toml: expected a whole number >= 1 or a range MIN..MAX" \
-        in one_error_line(err)
+    assert "key 'workers' in bad.toml: expected a whole number from 1 to 4096 or a range " \
+        "MIN..MAX" in one_error_line(err)
     (appdir / "garbled.toml").write_text("workers = \n")
     code, _, err = prefork("check", "--config", "garbled.toml", "app:Handler", cwd=appdir)
     assert code == 2 and "is not valid TOML" in one_error_line(err)
+    (appdir / "latin1.toml").write_bytes(b"name = 'caf\xe9'\n")
+    code, _, err = prefork("check", "--config", "latin1.toml", "app:Handler", cwd=appdir)
+    assert code == 2 and one_error_line(err) == \
+        "config file latin1.toml is not valid TOML: not UTF-8 at byte 11"
+    # A mode as a TOML number would be read as decimal: 440 is 0o670.
+    (appdir / "mode.toml").write_text("socket-mode = 440\n")
+    code, _, err = prefork("check", "--config", "mode.toml", "app:Handler", cwd=appdir)
+    assert code == 2 and one_error_line(err) == \
+        "key 'socket-mode' in mode.toml: expected an octal mode as a string such as " \
+        "\"0660\" (a TOML number is read as decimal: 440 is 0o670), got 440"
+    (appdir / "mode.toml").write_text("socket-mode = \"0440\"\n")
+    assert prefork("check", "--config", "mode.toml", "app:Handler", cwd=appdir)[0] == 0
 
 
 def test_a_handler_that_cannot_import_when_serving(appdir, sockdir):

@@ -388,3 +388,20 @@ def test_in_an_upgrade_the_new_metrics_socket_takes_every_new_connection():
         for sock in (old, new, newer):
             if sock is not None:
                 sock.close()
+
+
+def test_a_second_master_on_the_same_metrics_port_is_refused(sockdir):
+    # SO_REUSEPORT lets a new master of an upgrade join the old one's socket; an
+    # unrelated master must not, or probes would reach either at random.
+    with serve(sockdir) as m:
+        spec = f"127.0.0.1:{m.port}"
+        other = subprocess.run(
+            [sys.executable, "-m", "prefork", "serve", "--bind", "127.0.0.1:0",
+             "--metrics-bind", spec, "wsgiapps:application"],
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([WSGI_APPS, ROOT])),
+            cwd=sockdir, capture_output=True, text=True, timeout=TIMEOUT)
+        assert other.returncode == 1
+        assert other.stderr.strip().splitlines() == [
+            f"prefork: error: --metrics-bind {spec}: the address is in use by another "
+            "process; stop it or choose another --metrics-bind"]
+        assert get(m, "/ready")[0] == 200

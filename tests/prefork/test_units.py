@@ -30,18 +30,27 @@ def test_every_pool_setting_has_a_class_default_on_the_mixin():
 
 
 @pytest.mark.parametrize("settings,message", [
-    ({"workers": 0}, "workers: expected a whole number >= 1 or a range MIN..MAX, got 0"),
+    ({"workers": 0}, "workers: expected a whole number from 1 to 4096 or a range MIN..MAX, "
+                     "got 0"),
     ({"workers": "lots"}, "workers: expected a whole number or a range such as 2..16, "
                           "got 'lots'"),
-    ({"workers": True}, "workers: expected a whole number >= 1 or a range MIN..MAX, got True"),
+    ({"workers": True}, "workers: expected a whole number from 1 to 4096 or a range "
+                        "MIN..MAX, got True"),
+    ({"workers": 99_999_999_999}, "workers: expected a whole number from 1 to 4096"),
+    ({"workers": "2..9999"}, "1 <= MIN <= MAX <= 4096, got 2..9999"),
     ({"workers": "4..2"}, "workers: expected a range MIN..MAX of whole numbers with "
-                          "1 <= MIN <= MAX, got 4..2"),
-    ({"workers": (0, 3)}, "with 1 <= MIN <= MAX, got 0..3"),
+                          "1 <= MIN <= MAX <= 4096, got 4..2"),
+    ({"workers": (0, 3)}, "with 1 <= MIN <= MAX <= 4096, got 0..3"),
     ({"workers": "2..16", "max_workers": 8}, "workers 2..16 must not exceed max_workers (8)"),
     ({"workers": 4, "workers_max": 2}, "workers_max: expected 0 (a fixed pool) or a whole "
                                        "number >= workers (4), got 2"),
-    ({"timeout": -1}, "timeout: expected a number of seconds >= 0, got -1"),
-    ({"timeout": float("nan")}, "timeout: expected a number of seconds >= 0"),
+    ({"timeout": -1}, "timeout: expected a number of seconds from 0 to 31536000 (a year), "
+                      "got -1"),
+    ({"timeout": float("nan")}, "timeout: expected a number of seconds from 0 to"),
+    ({"boot_timeout": 1e300}, "boot_timeout: expected a number of seconds from 0 to 31536000"),
+    ({"backlog": 2 ** 64}, "backlog: expected a whole number from 1 to 2147483647"),
+    ({"max_rss": 512}, "max_rss: expected 0 or at least 8M (a size without a unit is in "
+                       "bytes), got 512"),
     ({"boot_timeout": 0}, "boot_timeout must be more than 0"),
     ({"workers": 5, "max_workers": 4}, "workers (5) must not exceed max_workers (4)"),
     ({"preload": "yes"}, "preload: expected true or false, got 'yes'"),
