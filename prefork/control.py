@@ -65,7 +65,10 @@ def _read_request(conn):
         if not chunk:
             break
         data += chunk
-    request = json.loads(data)
+    try:
+        request = json.loads(data)
+    except RecursionError:  # [[[[... nested past the interpreter's depth
+        raise ValueError("nested too deep") from None
     if not isinstance(request, dict):
         raise ValueError("not an object")
     return request

@@ -24,7 +24,7 @@ from . import keeper as keeper_mod
 from . import logs, policy, report, sched
 from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
-from .errors import BootError, PreforkError
+from .errors import BootError, ConfigError, PreforkError
 from .limits import sample_rss
 from .loader import import_shared_stdlib, is_spec
 from .observer import Observer
@@ -246,6 +246,9 @@ class Master:
 
     def reload(self):
         """Read the settings again and start a new generation; return why not, or ""."""
+        if self.pool.ending:
+            log.warning("reload refused: the master is stopping")
+            return "reload refused: the master is stopping"
         self._apply(self.pool.reload_starting())
         try:
             self.server.on_reload()
@@ -265,7 +268,9 @@ class Master:
 
     def scale_to(self, n):
         """Set the pool's size (the control socket's `scale`); ConfigError if *n* is
-        out of range."""
+        out of range, or when the master is stopping."""
+        if self.pool.ending:
+            raise ConfigError("scale refused: the master is stopping")
         self._apply(self.pool.scale_to(n))
 
     def stop(self, graceful, why):
@@ -283,7 +288,7 @@ class Master:
     def start_upgrade(self):
         """Start a new master image on the same sockets; return why not, or ""."""
         why = self.upgrader.start(time.monotonic(), self.pool.cfg.boot_timeout,
-                                  self.pool.stopping is not None,
+                                  self.pool.ending,  # stopping, or serving out accept_grace
                                   self.keeper.channel.fds() if self.keeper else ())
         if why:
             log.warning("upgrade (SIGUSR2) refused: %s", why)

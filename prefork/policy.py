@@ -32,6 +32,7 @@ The rules:
 """
 
 import dataclasses
+import math
 import random
 import signal
 
@@ -276,7 +277,12 @@ class Pool:
     def stop(self, graceful, now):
         """TERM (graceful): retire every worker, SIGKILL what is left at graceful_timeout.
         INT/QUIT (fast): SIGINT every worker, SIGKILL what is left a few seconds later."""
-        deadline = now + (self.cfg.graceful_timeout if graceful else FAST_STOP_GRACE)
+        if not graceful:
+            deadline = now + FAST_STOP_GRACE
+        elif self.cfg.graceful_timeout:
+            deadline = now + self.cfg.graceful_timeout
+        else:  # 0: no limit, as for every time: the requests in flight end when they end
+            deadline = math.inf
         said = self.ending
         self.draining = None
         self.stopping = deadline if self.stopping is None else min(self.stopping, deadline)
@@ -371,14 +377,18 @@ class Pool:
                 times.append(w.since + cfg.boot_timeout)
             elif w.state == READY and cfg.timeout:
                 times.append(beats.get(w.pid, w.since) + cfg.timeout)
-            elif w.state == RETIRING and cfg.graceful_timeout:
-                times.append(w.since + cfg.graceful_timeout)
+            elif w.state == RETIRING and (cfg.graceful_timeout or cfg.timeout):
+                if cfg.graceful_timeout:
+                    times.append(w.since + cfg.graceful_timeout)
+                if cfg.timeout:
+                    times.append(beats.get(w.pid, w.since) + cfg.timeout)
             elif w.state == DUMPING:
                 times.append(w.since + DUMP_GRACE)
             elif w.state == INTERRUPTED:
                 times.append(w.since + FAST_STOP_GRACE)
         if self.stopping is not None:
-            times.append(self.stopping)
+            if self.stopping < math.inf:
+                times.append(self.stopping)
         else:
             if self.draining is not None:
                 times.append(self.draining)
@@ -431,6 +441,14 @@ class Pool:
                 acts.append(Log("error", f"worker {w.pid} silent for {cfg.timeout:g}s (timeout): "
                                          "writing its stack, then killing it"))
                 acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s", "timeout")
+            elif w.state == RETIRING and cfg.timeout and \
+                    now - beats.get(w.pid, w.since) >= cfg.timeout:
+                # Retiring, and stuck in its last request: timeout holds as for any.
+                acts.append(Log("error", f"worker {w.pid} silent for {cfg.timeout:g}s "
+                                         "(timeout) while retiring: writing its stack, then "
+                                         "killing it"))
+                acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s",
+                                             w.reason or "timeout")
             elif w.state == RETIRING and cfg.graceful_timeout and \
                     now - w.since >= cfg.graceful_timeout:
                 acts.append(Log("warning", f"worker {w.pid} still busy after "

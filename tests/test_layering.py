@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the pure modules may import: the decisions take `now` and samples as
 # arguments; a clock, a process, a socket or a file of their own is a layering fault.
 PURE = {
-    "prefork/policy.py": {"dataclasses", "random", "signal", ".actions", ".adaptive",
+    "prefork/policy.py": {"dataclasses", "math", "random", "signal", ".actions", ".adaptive",
                           ".errors"},
     "prefork/actions.py": {"dataclasses"},
     "prefork/adaptive.py": set(),

@@ -68,16 +68,32 @@ def answers(path):
         s.settimeout(1.0)
         try:
             s.connect(path)
+        except BlockingIOError:
+            return True  # its queue is full: alive, and busy
         except OSError:
             return False  # a stale file, or not ours to reach
     return True
+
+
+def _connect(s, path, timeout):
+    """Connect *s* to *path*, waiting while the master's queue is full (a Unix socket
+    refuses at once then, with EAGAIN, instead of waiting as TCP does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def ask(path, request, timeout=10.0):
     """Send *request* (a dict) to the control socket at *path*; return the reply."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
-        s.connect(path)
+        _connect(s, path, timeout)
         s.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         deadline = time.monotonic() + timeout

@@ -342,7 +342,7 @@ class ControlFile:
         self.path = path
         where = f"{path}.{os.getpid()}" if staged else path
         bind = Bind(f"unix:{where}", socket.AF_UNIX, socket.SOCK_STREAM, where)
-        self.listener = open_listener(bind, backlog=8, socket_mode=0o600)
+        self.listener = open_listener(bind, backlog=64, socket_mode=0o600)
         self.sock = self.listener.sock
         self.inode = os.stat(where).st_ino
 

@@ -231,3 +231,51 @@ def test_the_master_runs_with_a_short_cpu_slice_and_its_workers_with_the_default
         new = m.wait_workers(lambda w: len(w) == 2 and not set(w) & set(first),
                              "a new generation")
         assert [_slice(pid) for pid in new] == [default, default]
+
+
+def test_while_a_stop_serves_out_accept_grace_no_upgrade_reload_or_scale_begins(sockdir):
+    ctl = os.path.join(sockdir, "ctl")
+    with Running(sockdir, cli=["--control", ctl, "--accept-grace", "30", "--workers", "1",
+                               "apps:Probe"]) as m:
+        m.signal(signal.SIGTERM)
+        m.expect("STOPPING=1")
+        m.signal(signal.SIGUSR2)
+        wait_for(lambda: "upgrade (SIGUSR2) refused: the master is stopping" in m.log()
+                 or None, "the upgrade refused")
+        for args, said in ((["reload"], "reload refused: the master is stopping"),
+                           (["scale", "3"], "scale refused: the master is stopping")):
+            out = subprocess.run([sys.executable, "-m", "prefork", *args, "--control", ctl],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode != 0 and out.stderr.strip() == f"prefork: error: {said}"
+        assert len(m.worker_pids()) == 1
+        m.signal(signal.SIGTERM)  # a second TERM: at once
+        assert m.wait_exit() == 0
+
+
+def test_the_control_socket_answers_many_clients_at_once_and_refuses_deep_nesting(sockdir):
+    import json
+    import socket
+    import threading
+
+    from prefork.command.client import ask
+
+    ctl = os.path.join(sockdir, "ctl")
+    with Running(sockdir, cli=["--control", ctl, "--workers", "1", "apps:Probe"]) as m:
+        replies, start = [], threading.Barrier(40)
+
+        def client():
+            start.wait()
+            replies.append(ask(ctl, {"cmd": "status"})["master"]["pid"])
+        threads = [threading.Thread(target=client) for _ in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert replies == [m.pid] * 40
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(ctl)
+            s.sendall(b"[" * 3000 + b"\n")
+            reply = json.loads(s.makefile().readline())
+        assert reply == {"ok": False, "error": "bad request: nested too deep"}
+        assert "Traceback" not in m.log()

@@ -273,6 +273,44 @@ def test_graceful_stop_retires_then_kills_at_graceful_timeout():
     assert sim.tick() == [Stopped()]
 
 
+def test_graceful_timeout_0_lets_a_graceful_stop_wait_for_the_request_in_flight():
+    # 0 disables a limit, as for every time: TERM never turns into SIGKILL.
+    sim = Sim(workers=2, graceful_timeout=0)
+    a, b = sim.start()
+    acts = sim.apply(sim.pool.stop(True, sim.now))
+    assert sorted(r.pid for r in sim.of(Retire, acts)) == [a, b]
+    assert sim.pool.next_deadline(sim.beats) is None
+    sim.exit(a, 0)
+    sim.now += 3600
+    assert sim.tick() == []
+    sim.exit(b, 0)
+    assert sim.tick() == [Stopped()]
+    # A fast stop after it still kills, a few seconds on.
+    sim = Sim(workers=1, graceful_timeout=0)
+    (a,) = sim.start()
+    sim.apply(sim.pool.stop(True, sim.now))
+    sim.apply(sim.pool.stop(False, sim.now))
+    sim.now += policy.FAST_STOP_GRACE
+    assert SendSignal(a, signal.SIGKILL) in sim.tick()
+
+
+def test_a_retiring_worker_stuck_in_its_request_is_dumped_and_killed_at_timeout():
+    sim = Sim(workers=1, max_workers=2, timeout=5, graceful_timeout=30)
+    (a,) = sim.start()
+    sim.apply(sim.pool.reload(sim.now))
+    sim.tick()
+    sim.ready_all()
+    assert a in [r.pid for r in sim.of(Retire, sim.tick())]  # retiring, mid-request
+    assert sim.pool.next_deadline(sim.beats) == sim.beats[a] + 5
+    sim.now = sim.beats[a] + 5
+    for pid in sim.beats:
+        if pid != a:
+            sim.beats[pid] = sim.now  # the new worker beats
+    acts = sim.tick()
+    assert SendSignal(a, policy.STACK_SIGNAL) in acts
+    assert "silent for 5s (timeout) while retiring" in sim.of(Log, acts)[0].message
+
+
 def test_fast_stop_interrupts_then_kills():
     sim = Sim(workers=2)
     a, b = sim.start()
