@@ -140,10 +140,11 @@ class Successor:
             pass  # it has exited already
 
     def exited(self, timeout=0.0):
-        """Whether it has exited, waiting up to *timeout* seconds for it."""
+        """Whether it has exited, waiting up to *timeout* seconds for it (None: until
+        it has)."""
         poller = select.poll()
         poller.register(self.pidfd, select.POLLIN)
-        return bool(poller.poll(timeout * 1000))
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
 
     def hear(self):
         """Read what the new master wrote: what came, b"" at the end of the pipe (it
@@ -260,11 +261,11 @@ class Upgrader:
 
     def close(self, graceful_timeout):
         """At the master's end: wait for a new master told to stop (SIGKILL past
-        *graceful_timeout*), then let go of it."""
+        *graceful_timeout*; 0: no limit), then let go of it."""
         succ = self.successor
         if succ is None:
             return
-        if not self.handed_over and not succ.exited(graceful_timeout):
+        if not self.handed_over and not succ.exited(graceful_timeout or None):
             succ.signal(signal.SIGKILL)
             succ.exited(5.0)
         succ.close()
