@@ -476,6 +476,7 @@ class Master:
             channel=self.keeper.channel.workers_end if self.keeper else None,
             states=self.board.states(),
             keepalive=cfg.keepalive_timeout > 0,
+            master=os.getpid(), orphan_limit=cfg.timeout or cfg.graceful_timeout,
             title=f"prefork: worker {spawn.slot} gen {spawn.generation}{name}")
         # Objects made since the start are frozen too, so a worker's collections leave
         # them shared.  An unreachable cycle frozen here is never collected; the loop

@@ -74,6 +74,8 @@ class WorkerPlan:
     channel: object = None   # the idle connections' channel (workers_end), if any
     keepalive: bool = False  # keep persistent connections (keepalive_timeout > 0)
     states: object = None    # every worker's state (the scoreboard's), to find a free one
+    master: int = 0          # the master's pid
+    orphan_limit: float = 0  # once the master is gone, the longest the worker lives on
 
 
 def flush_std_streams():
@@ -220,7 +222,39 @@ def _reset_after_fork(plan):
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
     set_title(plan.title)
     sched.restore()  # the master's short CPU slice is not a worker's
+    _outlive_the_master_by(plan.orphan_limit, plan.master)
     return SignalInbox([signal.SIGTERM, signal.SIGUSR1])
+
+
+ORPHANED = getattr(signal, "SIGPWR", None)  # the kernel's word that the master is gone
+PR_SET_PDEATHSIG = 1
+
+
+def _outlive_the_master_by(limit, master):
+    """A worker sees the master gone through its socket pair, between requests; one
+    stuck in a request never would, and would hold the listening socket for good.
+    So the kernel tells it when the master dies (PR_SET_PDEATHSIG), and from then on
+    it has *limit* seconds (timeout, else graceful_timeout; 0: no limit) before a
+    timer's SIGALRM, at its default action, ends it whatever it is doing."""
+    if not limit or ORPHANED is None:
+        return
+    # (The signal also comes when the thread that forked ends: only a new parent counts.)
+    signal.signal(ORPHANED, lambda signum, frame: os.getppid() != master and _last_call(limit))
+    try:
+        import ctypes  # here: a Python built without it runs on without the deadline
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(ORPHANED), 0, 0, 0) != 0:
+            return
+    except (ImportError, OSError, AttributeError):
+        return
+    if os.getppid() != master:  # it died before the call: no signal will come
+        _last_call(limit)
+
+
+def _last_call(limit):
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, limit)
 
 
 def set_title(title):

@@ -147,6 +147,22 @@ def test_killing_the_master_leaves_no_worker_behind(sockdir):
         m.close()
 
 
+def test_a_worker_stuck_in_a_request_outlives_a_killed_master_by_timeout_at_most(sockdir):
+    # It never comes back to see its socket pair closed; the kernel tells it instead.
+    m = Running(sockdir, settings=["workers=2", "timeout=2"])
+    stuck = None
+    try:
+        stuck = m.hang()
+        workers = m.worker_pids()
+        m.signal(signal.SIGKILL)
+        m.wait_exit()
+        wait_gone(workers, "the stuck worker to end, timeout after the master", timeout=15)
+    finally:
+        if stuck is not None:
+            stuck.close()
+        m.close()
+
+
 def test_an_error_in_the_master_loop_is_logged_and_the_loop_goes_on(sockdir):
     with Running(sockdir, server="apps:FlakyMaster", settings=["workers=1", "max_workers=4"]) as m:
         for size in (2, 3):  # a few turns of the loop, one of which fails
