@@ -350,7 +350,8 @@ class Master:
         self._read_channel(pid)
 
     def _read_channel(self, pid):
-        """Act on what worker *pid* wrote on its socket pair: "R" is ready."""
+        """Act on what worker *pid* wrote on its socket pair: "R" is ready, "D" due for
+        recycling."""
         try:
             data = self.channels[pid].recv(64)
         except BlockingIOError:
@@ -366,6 +367,8 @@ class Master:
             if w is not None and w.state == policy.BOOTING:
                 self.observer.booted(w, now)
             self._apply(self.pool.ready(pid, now))
+        if b"D" in data:  # it served max_requests: recycled once a new one is ready
+            self._apply(self.pool.due(pid, "max_requests", time.monotonic()))
 
     def _reap(self):
         while True:

@@ -91,6 +91,8 @@ class Worker:
     wanted_exit: bool = False  # the master asked it to go, for no fault of its own
     fault: str = ""  # the master killed it for a fault: why
     reason: str = ""  # why the master asked it to go (one of EXIT_REASONS), first asked
+    due: str = ""     # to be recycled (max_requests, max_rss): it serves on until a new
+    #                   worker is ready to take its place, then is retired
 
 
 def describe_exit(exitcode):
@@ -301,12 +303,20 @@ class Pool:
         return acts
 
     def over_limit(self, pid, why, now):
-        """A sampled limit (memory) was passed: recycle after the current request."""
+        """A sampled limit (memory) was passed: recycle it, once a new worker is ready."""
         w = self.workers.get(pid)
-        if w is None or w.state != READY:
+        if w is None or w.state != READY or w.due:
             return []
-        return [Log("warning", f"worker {pid} {why}: recycling it")] + \
-            self._retire(w, now, "max_rss")
+        w.due = "max_rss"
+        return [Log("warning", f"worker {pid} {why}: recycling it")]
+
+    def due(self, pid, why, now):
+        """Worker *pid* reached a limit of its own (max_requests): recycle it, once a
+        new worker is ready; it serves on meanwhile."""
+        w = self.workers.get(pid)
+        if w is not None and w.state == READY and not w.due:
+            w.due = why
+        return []
 
     def sampled_rss(self, sizes, now):
         """*sizes* maps pids to resident bytes: retire the ready workers above max_rss."""
@@ -461,17 +471,31 @@ class Pool:
         return acts
 
     def _keep_size(self, now):
+        """Keep *target* workers.  One due for recycling goes only once a new one is
+        ready to take its place, so a new one that cannot boot (the code on disk broken
+        since the start, or since a reload abandoned for it) leaves it serving."""
         acts = []
         serving = [w for w in self.workers.values() if w.state in (BOOTING, READY)]
-        if len(serving) > self.target:
+        due = sorted((w for w in serving if w.due), key=lambda w: w.spawned)
+        fresh = [w for w in serving if not w.due]
+        if len(fresh) > self.target:
             # Fewer wanted (TTOU): booting ones go first, then the youngest.
-            extra = sorted(serving, key=lambda w: (w.state != BOOTING, -w.spawned))
-            for w in extra[:len(serving) - self.target]:
+            extra = sorted(fresh, key=lambda w: (w.state != BOOTING, -w.spawned))
+            for w in extra[:len(fresh) - self.target]:
                 acts += self._retire(w, now, "scale") if w.state == READY else \
                     self._kill(w, now, why="scale")
-        elif len(serving) < self.target and now >= self.respawn_at:
+        surplus = sum(w.state == READY for w in fresh) + len(due) - self.target
+        for w in due[:max(surplus, 0)]:
+            acts += self._retire(w, now, w.due)
+        due = due[max(surplus, 0):]
+        if len(fresh) < self.target and now >= self.respawn_at:
             self.respawn_at = 0.0  # the back-off is served: next_deadline stops naming it
-            acts += self._spawn(self.target - len(serving), self.generation)
+            spawns = self._spawn(self.target - len(fresh), self.generation)
+            if not spawns and due and not any(w.state == BOOTING for w in fresh):
+                # max_workers leaves no room to build beside it: the old way, retire
+                # first and build in its place.
+                acts += self._retire(due[0], now, due[0].due)
+            acts += spawns
         return acts
 
     def _reload_step(self, now):

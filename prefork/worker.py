@@ -191,7 +191,14 @@ def _live(server, plan):
                     burst += 1
                     if inbox.pending() or tally.used_up():
                         break
-            leaving = leaving or bool(tally.used_up())
+            if tally.used_up():
+                # Due for recycling: the master retires this worker once a new one is
+                # ready to take its place (a new one that cannot boot leaves it serving).
+                tally.max_requests = 0
+                try:
+                    plan.control.send(b"D")
+                except OSError:
+                    leaving = True  # the master is gone
         slot.set_state(STOPPING)
         _call_hook(server, "worker_exit", plan.info)
         return 0

@@ -358,6 +358,22 @@ def test_a_reload_to_a_handler_that_cannot_boot_fails_and_changes_nothing(appdir
         assert int(m.request()) in m.worker_pids()
 
 
+def test_code_on_disk_that_cannot_boot_never_takes_the_service_down(appdir, sockdir):
+    # A half-done deploy, and max_requests: each worker that reaches its limit would be
+    # replaced by one that cannot import, until none is left.  It serves on instead.
+    ctl = os.path.join(sockdir, "ctl.sock")
+    with Running(sockdir, cli=["--control", ctl, "--workers", "2", "--max-requests", "5",
+                               "app:Handler"], pythonpath=[str(appdir)]) as m:
+        workers = set(m.worker_pids())
+        (appdir / "app.py").write_text("raise RuntimeError('half deployed')\n")
+        code, _, err = prefork("reload", "--control", ctl, cwd=appdir, others_running=True)
+        assert code == 1 and "half deployed" in one_error_line(err)
+        answers = {int(m.request()) for _ in range(40)}  # each worker's limit, 4 times over
+        assert answers == workers and workers <= set(m.worker_pids())  # (beside new ones
+        # trying to boot)
+        assert "failed to boot" in m.log()
+
+
 def test_daemon_mode_with_its_pidfile(appdir, sockdir):
     pidfile, logfile = os.path.join(sockdir, "d.pid"), os.path.join(sockdir, "d.log")
     with socket.create_server(("127.0.0.1", 0)) as listener:

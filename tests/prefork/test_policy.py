@@ -356,12 +356,47 @@ def test_max_requests_jitter_spreads_limits():
     assert all(a.max_requests == 0 for a in Sim(workers=2).tick())
 
 
-def test_over_limit_recycles_and_replaces():
+def test_over_limit_is_replaced_first_then_retired():
     sim = Sim(workers=2)
     a, b = sim.start()
     acts = sim.apply(sim.pool.over_limit(a, "uses 600 MiB", sim.now))
-    assert Retire(a) in acts
+    assert not sim.of(Retire, acts)
     assert len(sim.of(Spawn, sim.tick())) == 1  # the replacement starts at once
+    assert sim.serving() == [a, b]  # and a serves on while it boots
+    sim.ready_all()
+    assert sim.of(Retire, sim.tick()) == [Retire(a)]
+    assert sim.pool.workers[a].reason == "max_rss"
+
+
+@pytest.mark.parametrize("why", ["max_requests", "max_rss"])
+def test_a_worker_due_for_recycling_serves_on_while_no_new_one_can_boot(why):
+    # The code on disk broke (a reload was abandoned for it): recycling would shrink the
+    # pool to nothing, one worker at a time.
+    sim = Sim(workers=2)
+    a, b = sim.start()
+    sim.now += 60
+    for pid in (a, b):
+        sim.apply(sim.pool.due(pid, why, sim.now) if why == "max_requests"
+                  else sim.pool.over_limit(pid, "uses 600 MiB", sim.now))
+    for _ in range(5):
+        for spawn in sim.of(Spawn, sim.tick()):
+            pid = next(p for p, w in sim.pool.workers.items() if w.slot == spawn.slot
+                       and w.state == policy.BOOTING)
+            sim.exit(pid, policy.EXIT_IMPORT_FAILED, "cannot import 'shop'")
+        sim.now = max(sim.now, sim.pool.respawn_at) + 1
+    assert sim.serving() == [a, b] and not sim.of(Retire)
+    # The code is fixed: a new worker boots, and each due one goes as one takes its place.
+    sim.tick()
+    sim.ready_all()
+    assert sorted(r.pid for r in sim.of(Retire, sim.tick())) == [a, b]
+    assert len(sim.serving()) == 2 and a not in sim.serving()
+
+
+def test_with_no_room_beside_it_a_due_worker_is_retired_first():
+    sim = Sim(workers=2, max_workers=2)
+    a, b = sim.start()
+    sim.apply(sim.pool.due(a, "max_requests", sim.now))
+    assert sim.of(Retire, sim.tick()) == [Retire(a)]
 
 
 def test_max_workers_holds_under_random_events():
@@ -511,8 +546,11 @@ def test_memory_is_sampled_every_second_and_a_worker_over_max_rss_is_recycled():
     assert sim.pool.samples_due(sim.now + 0.5) == []
     assert sim.pool.next_deadline(sim.beats) == sim.now + policy.RSS_INTERVAL
     acts = sim.pool.sampled_rss({a: 150 * policy.MIB, b: 50 * policy.MIB}, sim.now)
-    assert Retire(a) in acts and Retire(b) not in acts
     assert "uses 150 MiB (max_rss 100 MiB): recycling it" in sim.of(Log, acts)[0].message
+    assert sim.pool.sampled_rss({a: 150 * policy.MIB}, sim.now + 1) == []  # said once
+    sim.tick()
+    sim.ready_all()
+    assert sim.of(Retire, sim.tick()) == [Retire(a)]  # once its replacement is ready
 
 
 def test_the_pool_sizes_an_adaptive_pool_and_lets_it_be_during_a_reload():
@@ -606,6 +644,10 @@ def test_each_exit_is_counted_once_by_why_the_worker_went():
     sim.exit(a, 0)  # on its own, in good order: its max_requests
     sim.exit(b, -signal.SIGSEGV)  # on its own, not in good order
     sim.apply(sim.pool.over_limit(c, "uses 600 MiB", sim.now))
+    sim.beats[c] = sim.now  # c beats: it serves on while its replacement boots
+    sim.tick()
+    sim.ready_all()
+    assert Retire(c) in sim.tick()  # once a new worker is ready to take its place
     sim.exit(c, 0)
     sim.tick()
     sim.ready_all()

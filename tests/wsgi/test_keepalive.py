@@ -244,8 +244,14 @@ def test_idle_connections_live_through_a_reload(sockdir, clients):
 def test_a_connection_outlives_the_workers_that_served_it(sockdir, clients):
     with serve(sockdir, "--max-requests", "1") as m:
         c = clients(m.address)
-        pids = [pid_of(c.get()[2]) for _ in range(6)]
-        assert len(set(pids)) == 6  # each worker served one request and left
+        pids = []
+        # Each worker is due after one request, and goes once its replacement is ready.
+        while len(set(pids)) < 4 and len(pids) < 200:
+            pids.append(pid_of(c.get()[2]))
+        assert len(set(pids)) >= 4
+        first = pids[0]
+        wait_for(lambda: first not in m.workers() or None, "the first worker gone")
+        assert c.get()[0] == 200  # the connection goes on
 
 
 def test_a_graceful_stop_finishes_the_request_in_flight_then_closes(sockdir, clients,
