@@ -342,7 +342,11 @@ class ControlFile:
         self.path = path
         where = f"{path}.{os.getpid()}" if staged else path
         bind = Bind(f"unix:{where}", socket.AF_UNIX, socket.SOCK_STREAM, where)
-        self.listener = open_listener(bind, backlog=64, socket_mode=0o600)
+        try:
+            self.listener = open_listener(bind, backlog=64, socket_mode=0o600)
+        except BindError as e:  # said of --control, not of --bind
+            raise BindError(str(e).replace(f"--bind unix:{where}", f"--control {path}")
+                            .replace("another --bind", "another --control")) from None
         self.sock = self.listener.sock
         self.inode = os.stat(where).st_ino
 

@@ -145,20 +145,20 @@ class Service:
                 listener.sock = server.socket
                 self.servers.append(server)
             process.drop_privileges(cfg.user, cfg.group)
-            if cfg.daemon and not old:  # a new master of an upgrade is detached already
-                keep = [lst.sock.fileno() for lst in self.listeners]
-                if self.pidfile:
-                    keep.append(self.pidfile.fd)
-                if self.metrics:
-                    keep.append(self.metrics.fileno())
-                process.daemonize(keep, cfg.umask, stream)
-                if self.pidfile:
-                    self.pidfile.write()
+            # Made as the user the master runs as, who alone may use it; before a
+            # daemon detaches, so that a path it cannot make is said here, not in a log.
             path = control_path(cfg.control, cfg.pidfile)
-            if path:  # made as the user the master runs as, who alone may use it
+            if path:
                 self.control = listeners_mod.ControlFile(path, staged=old is not None)
             else:
                 self.control = self._default_control()
+            if cfg.daemon and not old:  # a new master of an upgrade is detached already
+                keep = [lst.sock.fileno() for lst in self.listeners]
+                keep += [f.fileno() for f in (self.pidfile, self.metrics,
+                                              self.control and self.control.sock) if f]
+                process.daemonize(keep, cfg.umask, stream)
+                if self.pidfile:
+                    self.pidfile.write()
             for lst in self.listeners:
                 log.info("listening on %s", lst.describe())
             ending = self.servers[0].serve_pool(Deployment(

@@ -115,6 +115,8 @@ def appdir(tmp_path):
     (["check", "webapp:make("], {}, 2, "webapp:make(: expected NAME or NAME(ARGUMENTS)"),
     (["check", "webapp:TITLE()"], {}, 2, "webapp:TITLE(): TITLE is not callable, so not a factory"),
     (["serve", "nosuch.wsgi:application"], {}, 2, "cannot import handler module 'nosuch.wsgi'"),
+    (["serve", "--daemon", "--bind", "127.0.0.1:0", "--control", "nodir/m.ctl", "app:Handler"],
+     {}, 1, "--control nodir/m.ctl: directory "),
     (["stop", "--control", "app.py"], {}, 1,
      "app.py is not a socket, so no master's control socket (a pidfile goes with --pidfile)"),
     (["serve", "--backlog", "99999999999999999999", "app:Handler"], {}, 2,
