@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import select
 import signal
 import socket
 import stat
@@ -202,9 +203,36 @@ def cmd_reload(args):
     raise PreforkError(f"the reload did not end within {RELOAD_WAIT:g}s; see the log")
 
 
+STOP_WAIT = 600.0  # at most: a graceful stop waits for the requests in flight
+
+
 def cmd_stop(args):
-    return _signal_or_ask(args, signal.SIGINT if args.fast else signal.SIGTERM,
-                          {"cmd": "stop", "fast": bool(args.fast)})
+    """Stop the master, and wait until it has exited: its requests in flight are
+    answered, and its sockets free for the next master."""
+    if _by_control_socket(args):
+        pid = _ask(args, {"cmd": "status"})["master"]["pid"]
+    else:
+        pid = held_pid(args.pidfile)
+    _signal_or_ask(args, signal.SIGINT if args.fast else signal.SIGTERM,
+                   {"cmd": "stop", "fast": bool(args.fast)})
+    if pid and not _gone(pid, STOP_WAIT):
+        raise PreforkError(f"master {pid} is still stopping after {STOP_WAIT:g}s; see the log")
+    print(f"stopped: master {pid}" if pid else "stopped")
+    return 0
+
+
+def _gone(pid, timeout):
+    """Wait up to *timeout* seconds for process *pid* to exit; whether it has."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    finally:
+        os.close(fd)
 
 
 UPGRADE_WAIT = 120.0  # at most; a new master that cannot boot gives up sooner

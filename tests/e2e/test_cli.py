@@ -493,6 +493,22 @@ def test_status_scale_reload_and_stop_through_the_control_socket(appdir, sockdir
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_stop_returns_once_the_master_has_exited_and_its_request_is_answered(appdir, sockdir):
+    import socket
+    ctl = os.path.join(sockdir, "ctl.sock")
+    with Running(sockdir, cli=["--control", ctl, "--workers", "1", "app:Handler"],
+                 pythonpath=[str(appdir)]) as m:
+        with socket.create_connection(m.address, timeout=30) as slow:
+            slow.sendall(b"sleep 1\n")  # in flight as the stop begins
+            from prefork.command.client import ask
+            wait_for(lambda: ask(ctl, {"cmd": "status"})["workers"][0]["busy"] or None,
+                     "the worker busy with it")
+            code, out, _ = prefork("stop", "--control", ctl, cwd=appdir, others_running=True)
+            assert (code, out) == (0, f"stopped: master {m.pid}\n")
+            assert m.proc.poll() is not None  # gone already: its sockets are free
+            assert int(slow.makefile("rb").readline()) in m.known_workers
+
+
 def test_user_and_group_are_switched_after_binding(appdir, sockdir):
     import pwd
     nobody = pwd.getpwnam("nobody")
