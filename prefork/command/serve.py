@@ -70,7 +70,10 @@ def server_class(spec, sock_type):
 def cmd_check(args):
     cfg = load_config(args)
     for b in cfg.bind:
-        listeners_mod.parse_bind(b)
+        bind = listeners_mod.parse_bind(b)
+        if bind.family == socket.AF_UNIX and not bind.address.startswith("\0"):
+            _writable_directory(bind.address, f"--bind {b}")
+    _check_places(cfg)
     if args.server:
         server_class(args.server, socket.SOCK_STREAM)
     what = import_in_child(cfg.handler, cfg, cfg.boot_timeout)
@@ -78,6 +81,30 @@ def cmd_check(args):
     print(f"ok: {cfg.handler} imports; {cfg.workers} workers (max {cfg.max_workers}); "
           f"bind {binds}; serving {what}")
     return 0
+
+
+def _check_places(cfg):
+    """What serve would find wrong as it starts, found without starting: the users and
+    groups named, and the directories of the files it writes."""
+    try:
+        for name, lookup in ((cfg.user, process.user_id), (cfg.group, process.group_id),
+                             (cfg.socket_group, process.group_id)):
+            if name:
+                lookup(name)
+    except KeyError as e:
+        raise ConfigError(f"no such {e.args[0]}") from None
+    for path, option in ((cfg.pidfile, "--pidfile"), (cfg.error_log, "--error-log"),
+                         (cfg.access_log, "--access-log"), (cfg.control, "--control")):
+        if path and path != "-":
+            _writable_directory(path, f"{option} {path}")
+
+
+def _writable_directory(path, said):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(f"{said}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"{said}: directory {directory} is not writable by this user")
 
 
 def cmd_serve(args, predecessor=None):
@@ -123,6 +150,13 @@ class Service:
         if cfg.daemon and process.under_systemd():
             raise ConfigError("--daemon under systemd: systemd runs the service in the "
                               "background itself; drop --daemon (Type=notify)")
+        if cfg.access_log and cfg.access_log != "-":
+            try:  # (opened again by each worker; a path it cannot open is said here)
+                with open(cfg.access_log, "a"):
+                    pass
+            except OSError as e:
+                raise ConfigError(f"--access-log {cfg.access_log}: cannot open it: "
+                                  f"{e.strerror}") from None
         handler = cfg.handler
         if cfg.preload:
             handler = load_handler(handler, cfg)
