@@ -47,6 +47,9 @@ def import_object(spec, what="handler"):
     except Exception as e:
         raise HandlerImportError(f"cannot import {what} module {module_name!r}: "
                                  f"{type(e).__name__}: {e}; {IMPORT_HINT}") from e
+    except SystemExit as e:  # a module that ends the program as it is imported
+        raise HandlerImportError(f"cannot import {what} module {module_name!r}: it called "
+                                 f"sys.exit({e.code!r}) as it was imported") from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)

@@ -9,8 +9,9 @@ import signal
 
 from ..errors import BootError, HandlerImportError
 from ..loader import describe, load_handler
+from ..policy import describe_exit
 
-__all__ = ["import_in_child"]
+__all__ = ["import_in_child", "load_in_time"]
 
 
 def import_in_child(spec, settings, timeout, close_fds=()):
@@ -51,9 +52,35 @@ def import_in_child(spec, settings, timeout, close_fds=()):
     finally:
         signal.signal(signal.SIGTERM, previous)
     _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise HandlerImportError(reason)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or not reason.startswith("ok "):
+        raise HandlerImportError(reason or f"importing {spec} ended the process "
+                                 f"({describe_exit(code)}) before it could say why: "
+                                 "does the module call os._exit() as it is imported?")
     return reason[len("ok "):]
+
+
+def load_in_time(spec, settings, timeout):
+    """load_handler() in this process (--preload), within *timeout* seconds: a timer's
+    SIGALRM interrupts an import that waits for something (a network, a lock)."""
+    def too_long(signum, frame):
+        raise _TooLong  # not an Exception: the import's own handlers let it through
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return load_handler(spec, settings)
+    except _TooLong:
+        raise BootError(f"importing {spec} took more than boot_timeout ({timeout:g}s); "
+                        "does the module wait for something at import? Fix that or raise "
+                        "--boot-timeout") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class _TooLong(BaseException):
+    """boot_timeout passed during a preloaded import."""
 
 
 def _exit_on_term(signum, frame):

@@ -16,12 +16,12 @@ import sys
 from .. import config as config_mod
 from ..deployment import Deployment, Ending
 from ..errors import BindError, ConfigError, HandlerImportError
-from ..loader import import_object, load_handler
+from ..loader import import_object
 from ..mixin import PreforkMixIn, PreforkTCPServer, PreforkUDPServer
 from . import listeners as listeners_mod
 from . import process
 from .client import answers, control_path, default_control
-from .preflight import import_in_child
+from .preflight import import_in_child, load_in_time
 from .takeover import plan_for
 
 __all__ = ["cmd_serve", "cmd_check", "load_config", "server_class"]
@@ -159,7 +159,7 @@ class Service:
                                   f"{e.strerror}") from None
         handler = cfg.handler
         if cfg.preload:
-            handler = load_handler(handler, cfg)
+            handler = load_in_time(handler, cfg, cfg.boot_timeout)
         else:
             # Workers import the handler after fork; a path that cannot import is bad
             # input, so it is found here first, in a child, with one clear line.

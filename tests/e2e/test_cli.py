@@ -56,6 +56,8 @@ def appdir(tmp_path):
         "raise_at_import = False\n")
     (tmp_path / "broken.py").write_text("raise RuntimeError('no database configured')\n")
     (tmp_path / "stuck.py").write_text("import threading\nthreading.Event().wait()  # forever\n")
+    (tmp_path / "exits.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "vanishes.py").write_text("import os\nos._exit(0)\n")
     (tmp_path / "webapp.py").write_text(
         "def application(environ, start_response):\n"
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
@@ -103,6 +105,14 @@ def appdir(tmp_path):
      "importing stuck:Handler took more than boot_timeout (0.5s)"),
     (["serve", "--boot-timeout", "0.5", "stuck:Handler"], {}, 1,
      "importing stuck:Handler took more than boot_timeout (0.5s)"),
+    (["serve", "--preload", "--boot-timeout", "0.5", "stuck:Handler"], {}, 1,
+     "importing stuck:Handler took more than boot_timeout (0.5s)"),
+    (["check", "exits:Handler"], {}, 2,
+     "cannot import handler module 'exits': it called sys.exit(3) as it was imported"),
+    (["serve", "--preload", "exits:Handler"], {}, 2,
+     "cannot import handler module 'exits': it called sys.exit(3) as it was imported"),
+    (["check", "vanishes:Handler"], {}, 2, "importing vanishes:Handler ended the process "
+     "(exited with status 0) before it could say why"),
     (["check", "webapp:TITLE"], {}, 2,
      "webapp:TITLE is str 'shop', not a request handler class or a WSGI application"),
     (["check", "webapp:one_argument"], {}, 2,
