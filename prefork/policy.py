@@ -63,6 +63,7 @@ BOOTING, READY, RETIRING, DUMPING, INTERRUPTED, KILLING = (
 
 BACKOFF_BASE = 0.1      # the first delay after a young death
 BACKOFF_CAP = 30.0      # the longest
+CRASH_MEMORY = 60.0     # a young death this long after the last one is counted afresh
 YOUNG = 1.0             # a worker that dies sooner than this after its fork died young
 BREAKER = 3             # boot failures, before any worker was ever ready, that end the start
 DUMP_GRACE = 0.5        # time for a worker to write its stack before SIGKILL
@@ -131,6 +132,7 @@ class Pool:
         self.ever_ready = False
         self.boot_failures = 0
         self.crashes = 0
+        self.last_crash = -math.inf  # when the last young death (or failed fork) was
         self.respawn_at = 0.0
         self.last_failure = ""
         self.last_note = ""
@@ -532,7 +534,11 @@ class Pool:
         return [Log("error", text)]
 
     def _backoff(self, now):
-        """A young death or a failed fork: delay the next fork, doubling each time."""
+        """A young death or a failed fork: delay the next fork, doubling each time;
+        after CRASH_MEMORY without one, the count starts again."""
+        if now - self.last_crash >= CRASH_MEMORY:
+            self.crashes = 0  # the pool served in peace since: an old story
+        self.last_crash = now
         self.crashes += 1
         delay = min(BACKOFF_BASE * 2 ** (self.crashes - 1), BACKOFF_CAP)
         self.respawn_at = now + delay

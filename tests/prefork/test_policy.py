@@ -101,6 +101,23 @@ def test_young_deaths_back_off_exponentially_and_cap():
     assert [type(a) for a in sim.tick()] == [Spawn]
 
 
+def test_young_deaths_long_ago_are_forgotten():
+    sim = Sim(workers=1)
+    sim.start()
+    for _ in range(6):
+        (pid,) = sim.serving() or [w.pid for w in sim.pool.workers.values()]
+        sim.exit(pid, -signal.SIGSEGV)  # young: just forked
+        sim.now = sim.pool.respawn_at
+        sim.tick()
+        sim.ready_all()
+    assert sim.pool.crashes == 6
+    sim.now += policy.CRASH_MEMORY  # a minute of peace
+    (pid,) = sim.serving()
+    sim.pool.workers[pid].spawned = sim.now  # forked just now, and dies young
+    acts = sim.exit(pid, -signal.SIGSEGV)
+    assert "1 young deaths in a row: next fork in 0.1s" in sim.of(Log, acts)[-1].message
+
+
 def test_a_back_off_is_waited_out_even_when_a_later_exit_resets_the_crash_count():
     # A worker dies young (the back-off starts), then the other leaves in good order
     # (max_requests: the crash count resets): the pool is empty, and the master must
