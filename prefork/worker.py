@@ -226,6 +226,8 @@ def _reset_after_fork(plan):
     for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(signum, signal.SIG_IGN)
     signal.signal(STACK_SIGNAL, signal.SIG_DFL)
+    flush_std_streams()
+    logs.stderr_to_log()  # with an error log, a stack dumped below goes there
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
     set_title(plan.title)
     sched.restore()  # the master's short CPU slice is not a worker's

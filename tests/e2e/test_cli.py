@@ -596,6 +596,31 @@ def test_usr1_reopens_the_error_log_after_rotation(appdir, sockdir):
     os.unlink(logfile + ".1")
 
 
+def test_a_workers_stack_dump_goes_to_the_error_log_before_and_after_rotation(appdir, sockdir):
+    import socket
+    logfile = os.path.join(sockdir, "e.log")
+    with Running(sockdir, cli=["--error-log", logfile, "--timeout", "1", "--workers", "1",
+                               "app:Handler"], pythonpath=[str(appdir)]) as m:
+        for path in (logfile, logfile + ".1"):
+            if path.endswith(".1"):
+                os.rename(logfile, path)  # logrotate
+                m.signal(signal.SIGUSR1)
+                wait_for(lambda: os.path.exists(logfile) and
+                         "log files reopened" in open(logfile).read(), "the new log file")
+                m.request()  # served by the worker that replaced the killed one
+            with socket.create_connection(m.address, timeout=30) as c:
+                c.sendall(b"hang\n")
+                assert c.makefile("rb").readline() == b"hanging\n"
+                wait_for(lambda: "in spin_forever" in open(logfile).read() or None,
+                         "the stack of the hung worker in the current log file")
+        m.signal(signal.SIGTERM)
+        assert m.wait_exit() == 0
+    assert "spin_forever" not in m.log()  # not on standard error
+    assert open(logfile + ".1").read().count("in spin_forever") == 1
+    os.unlink(logfile)
+    os.unlink(logfile + ".1")
+
+
 def _free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
