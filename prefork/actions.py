@@ -50,6 +50,7 @@ class ReloadDone:
     generation: int
     ok: bool
     message: str
+    cancelled: bool = False  # by a stop: no failure, the pool is going anyway
 
 
 @dataclasses.dataclass(frozen=True)

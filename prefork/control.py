@@ -12,7 +12,7 @@ only answers on it.
 import json
 import logging
 
-from .errors import ConfigError
+from .errors import ConfigError, PreforkError
 
 log = logging.getLogger("prefork")
 
@@ -91,7 +91,9 @@ def answer(master, request):
     elif cmd == "scale":
         try:
             master.scale_to(request.get("workers"))
-        except ConfigError as e:
+        except ConfigError as e:  # bad input: the client exits 2, as for a bad option
+            return {"ok": False, "error": str(e), "usage": True}
+        except PreforkError as e:
             error = str(e)
         else:
             return {"ok": True, "workers": master.pool.target}

@@ -24,7 +24,7 @@ from . import keeper as keeper_mod
 from . import logs, policy, report, sched
 from .control import ControlSocket, answer
 from .deployment import Deployment, Ending
-from .errors import BootError, ConfigError, PreforkError
+from .errors import BootError, PreforkError
 from .limits import sample_rss
 from .loader import import_shared_stdlib, is_spec
 from .observer import Observer
@@ -268,9 +268,9 @@ class Master:
 
     def scale_to(self, n):
         """Set the pool's size (the control socket's `scale`); ConfigError if *n* is
-        out of range, or when the master is stopping."""
+        out of range, PreforkError when the master is stopping."""
         if self.pool.ending:
-            raise ConfigError("scale refused: the master is stopping")
+            raise PreforkError("scale refused: the master is stopping")
         self._apply(self.pool.scale_to(n))
 
     def stop(self, graceful, why):
@@ -412,6 +412,9 @@ class Master:
             elif isinstance(act, policy.ReloadDone):
                 if act.ok:
                     log.info("reload done: %s", act.message)
+                elif act.cancelled:
+                    log.info("reload to generation %d cancelled: %s", act.generation,
+                             act.message)
                 else:
                     log.error("reload of generation %d abandoned, the previous workers keep "
                               "serving: %s", act.generation, act.message)

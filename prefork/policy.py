@@ -275,7 +275,7 @@ class Pool:
                 Log("info", f"serving {self.cfg.accept_grace:g}s more (accept_grace), then "
                             "stopping")]
         if self.reload_gen is not None:
-            acts += self._end_reload(False, "the server is stopping", now)
+            acts += self._end_reload(False, "the server is stopping", now, cancelled=True)
         return acts
 
     def stop(self, graceful, now):
@@ -292,7 +292,7 @@ class Pool:
         self.stopping = deadline if self.stopping is None else min(self.stopping, deadline)
         acts = [] if said else [Notify("stopping", "stopping")]
         if self.reload_gen is not None:
-            acts += self._end_reload(False, "the server is stopping", now)
+            acts += self._end_reload(False, "the server is stopping", now, cancelled=True)
         for w in self.workers.values():
             if w.state == BOOTING:
                 acts += self._kill(w, now, why="stop")  # nothing in flight to finish
@@ -554,7 +554,7 @@ class Pool:
                            f"{self.last_failure}", self.last_note, self.last_import_failed)]
         return []
 
-    def _end_reload(self, ok, message, now):
+    def _end_reload(self, ok, message, now, cancelled=False):
         gen = self.reload_gen
         self.reload_gen = None
         acts = []
@@ -563,13 +563,16 @@ class Pool:
             self.reloads["ok"] += 1
             self.last_reload = "ok"
         else:
-            self.reloads["failed"] += 1
-            self.last_reload = f"failed ({message})"
+            if cancelled:
+                self.last_reload = f"cancelled ({message})"
+            else:
+                self.reloads["failed"] += 1
+                self.last_reload = f"failed ({message})"
             # Booting workers of the abandoned generation go; ready ones keep serving.
             for w in self.workers.values():
                 if w.generation == gen and w.state == BOOTING:
                     acts += self._kill(w, now, wanted=True, why="reload")
-        acts.append(ReloadDone(gen, ok, message))
+        acts.append(ReloadDone(gen, ok, message, cancelled))
         if self.reload_pending and not self.ending:
             self.reload_pending = False
             acts += self.reload(now)  # the one asked for meanwhile: RELOADING again

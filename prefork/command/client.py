@@ -130,7 +130,8 @@ def _ask(args, request):
     except OSError as e:
         raise PreforkError(f"cannot reach the master at {path}: {e.strerror or e}") from None
     if not reply.get("ok"):
-        raise PreforkError(reply.get("error", "the master refused"))
+        raise (ConfigError if reply.get("usage") else PreforkError)(
+            reply.get("error", "the master refused"))
     return reply
 
 

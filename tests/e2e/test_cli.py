@@ -504,7 +504,7 @@ def test_status_scale_reload_and_stop_through_the_control_socket(appdir, sockdir
             (0, "workers: 3\n")
         m.wait_workers(lambda w: len(w) == 3, "a third worker")
         code, _, err = prefork("scale", "99", "--control", ctl, cwd=appdir, others_running=True)
-        assert code == 1 and "from 1 to max_workers (4), not 99" in one_error_line(err)
+        assert code == 2 and "from 1 to max_workers (4), not 99" in one_error_line(err)
         assert prefork("reload", "--control", ctl, cwd=appdir, others_running=True)[0] == 0
         m.expect("RELOADING=1")
         m.expect("READY=1")

@@ -347,7 +347,10 @@ def test_stop_abandons_a_reload_and_no_reload_starts_while_stopping():
     sim.apply(sim.pool.reload(sim.now))
     sim.tick()
     acts = sim.apply(sim.pool.stop(True, sim.now))
-    assert not sim.of(ReloadDone, acts)[0].ok
+    done = sim.of(ReloadDone, acts)[0]
+    assert not done.ok and done.cancelled  # cancelled, not failed: nothing went wrong
+    assert sim.pool.reloads == {"ok": 0, "failed": 0}
+    assert sim.pool.last_reload == "cancelled (the server is stopping)"
     assert sim.pool.reload(sim.now) == []
 
 
