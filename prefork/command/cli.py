@@ -139,12 +139,26 @@ def main(argv=None):
 
 
 def _fail(message, status, args, predecessor):
-    if args is not None and getattr(args, "debug", False):
+    if _debug(args):
         traceback.print_exc()
     print(f"prefork: error: {message}", file=sys.stderr)
     if predecessor:  # a new master that never took over: the old one says why
         predecessor.failed(str(message))
     return status
+
+
+def _debug(args):
+    """--debug, PREFORK_DEBUG or the config file's debug: the error's traceback too.  The
+    settings are read again here (the error may have come before they were), and a
+    file that cannot be read says no."""
+    if args is None:
+        return False
+    if getattr(args, "debug", False):
+        return True
+    try:
+        return bool(serve.load_config(args).debug)
+    except Exception:
+        return False
 
 
 COMMANDS = {"check": serve.cmd_check, "status": client.cmd_status,

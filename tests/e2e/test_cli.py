@@ -685,9 +685,12 @@ def test_server_option_pre_forks_the_stdlib_http_server(appdir, sockdir):
 
 
 def test_debug_shows_the_traceback_and_log_level_quiets(appdir, sockdir):
-    code, _, err = prefork("check", "--debug", "nosuchmodule:Handler", cwd=appdir)
-    assert code == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith(
-        "prefork: error: ")
+    (appdir / "debug.toml").write_text("debug = true\n")
+    for args, env in ((["--debug"], {}), ([], {"PREFORK_DEBUG": "1"}),
+                      (["--config", "debug.toml"], {})):
+        code, _, err = prefork("check", *args, "nosuchmodule:Handler", cwd=appdir, env=env)
+        assert code == 2 and "Traceback" in err and err.rstrip().splitlines()[-1].startswith(
+            "prefork: error: "), (args, env)
     with Running(sockdir, cli=["--log-level", "warning", "app:Handler"],
                  pythonpath=[str(appdir)]) as m:
         m.request()
