@@ -57,6 +57,9 @@ class ControlSocket:
                 pass  # the client went away or was too slow; the master goes on
 
 
+MAX_NESTING = 64  # brackets in a request: its own are a handful
+
+
 def _read_request(conn):
     """One JSON object on one line."""
     data = b""
@@ -65,9 +68,11 @@ def _read_request(conn):
         if not chunk:
             break
         data += chunk
+    if data.count(b"[") + data.count(b"{") > MAX_NESTING:  # a request is flat: [[[[...
+        raise ValueError("nested too deep")
     try:
         request = json.loads(data)
-    except RecursionError:  # [[[[... nested past the interpreter's depth
+    except RecursionError:
         raise ValueError("nested too deep") from None
     if not isinstance(request, dict):
         raise ValueError("not an object")
@@ -83,6 +88,9 @@ def answer(master, request):
         return {"ok": True, "text": master.metrics()}
     if cmd == "reload":
         error = master.reload()
+        if not error:  # the generation it builds, or the one under way that it follows
+            pool = master.pool
+            return {"ok": True, "generation": pool.reload_gen, "queued": pool.reload_pending}
     elif cmd == "upgrade":
         error = master.start_upgrade()
     elif cmd == "stop":

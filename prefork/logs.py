@@ -36,9 +36,18 @@ def reopen_files():
 
 def stderr_to_log():
     """In a worker: standard error goes to the error log, when there is one, so what
-    is written there (a traceback, a stack dumped by faulthandler) is in the log."""
+    is written there (a traceback, a stack dumped by faulthandler) is in the log.  A
+    log moved away since the master opened it (a rotation whose USR1 came as this
+    worker was forked) is reopened first."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler) and handler.stream:
+            try:
+                moved = not os.path.samestat(os.stat(handler.baseFilename),
+                                             os.fstat(handler.stream.fileno()))
+            except OSError:
+                moved = True
+            if moved:
+                reopen_files()
             handler.flush()
             os.dup2(handler.stream.fileno(), STDERR)
             return

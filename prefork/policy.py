@@ -131,6 +131,7 @@ class Pool:
         self.announced = False
         self.ever_ready = False
         self.boot_failures = 0
+        self.last_gen = 1  # the highest generation number given
         self.crashes = 0
         self.last_crash = -math.inf  # when the last young death (or failed fork) was
         self.respawn_at = 0.0
@@ -206,7 +207,9 @@ class Pool:
         if self.reload_gen is not None:
             self.reload_pending = True
             return [Log("info", "reload requested during a reload: it will follow this one")]
-        self.reload_gen = max([self.generation] + [w.generation for w in self.workers.values()]) + 1
+        # Numbers only grow: an abandoned generation's is never given again.
+        self.reload_gen = self.last_gen = max(
+            [self.generation, self.last_gen] + [w.generation for w in self.workers.values()]) + 1
         said, self.said_reloading = self.said_reloading, False
         return [Log("info", f"reload: starting generation {self.reload_gen}"),
                 Notify("status" if said else "reloading",
@@ -430,7 +433,8 @@ class Pool:
         return {
             "generation": self.generation, "target": self.target,
             "max_workers": self.cfg.max_workers, "reloads": dict(self.reloads),
-            "last_reload": self.last_reload, "counts": self.counts(),
+            "last_reload": self.last_reload, "reloading": self.reload_gen,
+            "counts": self.counts(),
             "adaptive": {"min": self.adapter.low, "max": self.adapter.high,
                          "load": round(self.adapter.load, 2)} if self.adapter else None,
             "workers": [{"pid": w.pid, "slot": w.slot, "generation": w.generation,
@@ -493,9 +497,10 @@ class Pool:
         if len(fresh) < self.target and now >= self.respawn_at:
             self.respawn_at = 0.0  # the back-off is served: next_deadline stops naming it
             spawns = self._spawn(self.target - len(fresh), self.generation)
-            if not spawns and due and not any(w.state == BOOTING for w in fresh):
+            if not spawns and due and not self._leaving() and \
+                    not any(w.state == BOOTING for w in fresh):
                 # max_workers leaves no room to build beside it: the old way, retire
-                # first and build in its place.
+                # one first and build in its place (one at a time: none is leaving).
                 acts += self._retire(due[0], now, due[0].due)
             acts += spawns
         return acts
@@ -616,4 +621,5 @@ class Pool:
         return any(w.state in (RETIRING, DUMPING, KILLING) for w in self.workers.values())
 
     def _serving_count(self):
-        return sum(w.state in (BOOTING, READY) for w in self.workers.values())
+        """Workers serving or about to, not counting those due for recycling."""
+        return sum(w.state in (BOOTING, READY) and not w.due for w in self.workers.values())

@@ -51,7 +51,7 @@ def snapshot(pool, board, upgrader, name, started, keeper=None, sockets=()):
                    "cpu": round(usage.get(me, (0, 0.0))[1], 3),
                    "uptime": round(time.time() - started, 3)},
         **{k: data[k] for k in ("generation", "target", "max_workers", "reloads", "adaptive",
-                                "last_reload")},
+                                "last_reload", "reloading")},
         "queues": queues,
         "upgrade": {"new_master": succ.pid if succ and not upgrader.handed_over else None,
                     "last": upgrader.last},

@@ -226,13 +226,16 @@ def _reset_after_fork(plan):
     for signum in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
         signal.signal(signum, signal.SIG_IGN)
     signal.signal(STACK_SIGNAL, signal.SIG_DFL)
-    flush_std_streams()
-    logs.stderr_to_log()  # with an error log, a stack dumped below goes there
     faulthandler.register(STACK_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
     set_title(plan.title)
     sched.restore()  # the master's short CPU slice is not a worker's
     _outlive_the_master_by(plan.orphan_limit, plan.master)
-    return SignalInbox([signal.SIGTERM, signal.SIGUSR1])
+    inbox = SignalInbox([signal.SIGTERM, signal.SIGUSR1])
+    # With an error log, standard error (a stack dumped above, a traceback) goes there;
+    # from now on a USR1 is this worker's own to follow a rotation with.
+    flush_std_streams()
+    logs.stderr_to_log()
+    return inbox
 
 
 ORPHANED = getattr(signal, "SIGPWR", None)  # the kernel's word that the master is gone
@@ -244,7 +247,8 @@ def _outlive_the_master_by(limit, master):
     stuck in a request never would, and would hold the listening socket for good.
     So the kernel tells it when the master dies (PR_SET_PDEATHSIG), and from then on
     it has *limit* seconds (timeout, else graceful_timeout; 0: no limit) before a
-    timer's SIGALRM, at its default action, ends it whatever it is doing."""
+    timer's SIGALRM, at its default action, ends it.  (The timer is set by a Python
+    signal handler: C code that never gives the interpreter back is beyond it.)"""
     if not limit or ORPHANED is None:
         return
     # (The signal also comes when the thread that forked ends: only a new parent counts.)

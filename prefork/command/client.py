@@ -181,7 +181,7 @@ def _signal_or_ask(args, signum, request):
     return 0
 
 
-RELOAD_WAIT = 120.0  # at most; a new generation that cannot boot fails by boot_timeout
+RELOAD_WAIT = 600.0  # at most; a new generation that cannot boot fails by boot_timeout
 
 
 def cmd_reload(args):
@@ -189,19 +189,36 @@ def cmd_reload(args):
     master says why the reload was abandoned (exit status 1)."""
     if not _by_control_socket(args):
         return _signal_or_ask(args, signal.SIGHUP, {"cmd": "reload"})
-    before = _ask(args, {"cmd": "status"})["reloads"]
-    _ask(args, {"cmd": "reload"})  # settings that cannot be read: refused here
+    reply = _ask(args, {"cmd": "reload"})  # settings that cannot be read: refused here
+    target, queued = reply.get("generation"), reply.get("queued")
     deadline = time.monotonic() + RELOAD_WAIT
     while time.monotonic() < deadline:
-        pool = _ask(args, {"cmd": "status"})
-        if pool["reloads"]["failed"] > before["failed"]:
-            raise PreforkError(f"reload {pool['last_reload']}; generation "
-                               f"{pool['generation']} keeps serving")
-        if pool["reloads"]["ok"] > before["ok"]:
-            print(f"reloaded: generation {pool['generation']} serving")
-            return 0
+        target, queued, said = reload_outcome(target, queued, _ask(args, {"cmd": "status"}))
+        if said is not None:
+            if said.startswith("reloaded"):
+                print(said)
+                return 0
+            raise PreforkError(said)
         time.sleep(0.1)
     raise PreforkError(f"the reload did not end within {RELOAD_WAIT:g}s; see the log")
+
+
+def reload_outcome(target, queued, status):
+    """One look at the master's *status* while waiting for the reload that builds
+    generation *target* (or, *queued*, for the one that follows it): (target, queued,
+    None) while it goes on, else what to say: "reloaded: ..." or why not."""
+    building = status["reloading"]
+    if queued and building is not None and building > target:
+        return building, False, None  # the one under way ended: this one began
+    if building is not None and (queued or building == target):
+        return target, queued, None
+    # It has ended (and so has any other under way).
+    if status["last_reload"] == "ok" and (queued or status["generation"] == target):
+        return target, False, f"reloaded: generation {status['generation']} serving"
+    if status["last_reload"].startswith("cancelled"):
+        return target, False, "the reload was cancelled: the master is stopping"
+    return target, False, (f"reload {status['last_reload']}; generation "
+                           f"{status['generation']} keeps serving")
 
 
 STOP_WAIT = 600.0  # at most: a graceful stop waits for the requests in flight

@@ -412,11 +412,43 @@ def test_a_worker_due_for_recycling_serves_on_while_no_new_one_can_boot(why):
     assert len(sim.serving()) == 2 and a not in sim.serving()
 
 
-def test_with_no_room_beside_it_a_due_worker_is_retired_first():
+def test_with_no_room_beside_it_a_due_worker_is_retired_first_one_at_a_time():
     sim = Sim(workers=2, max_workers=2)
     a, b = sim.start()
     sim.apply(sim.pool.due(a, "max_requests", sim.now))
     assert sim.of(Retire, sim.tick()) == [Retire(a)]
+    sim.apply(sim.pool.due(b, "max_requests", sim.now))
+    for _ in range(3):
+        assert not sim.of(Retire, sim.tick())  # a is still leaving: b serves on
+    sim.exit(a, 0)
+    sim.tick()  # a's replacement
+    assert sim.serving() == [b]
+    sim.ready_all()
+    assert sim.of(Retire, sim.tick()) == [Retire(b)]  # once the new one is ready
+
+
+def test_a_back_off_wakes_the_master_while_a_due_worker_serves():
+    sim = Sim(workers=1)
+    (a,) = sim.start()
+    sim.now += 60
+    sim.apply(sim.pool.due(a, "max_requests", sim.now))
+    (spawn,) = sim.of(Spawn, sim.tick())
+    young = next(p for p, w in sim.pool.workers.items() if w.slot == spawn.slot and p != a)
+    sim.exit(young, -signal.SIGSEGV)
+    assert sim.pool.next_deadline(sim.beats) == sim.pool.respawn_at
+
+
+def test_generation_numbers_are_never_given_twice():
+    sim = Sim(workers=1, max_workers=2)
+    sim.start()
+    sim.apply(sim.pool.reload(sim.now))
+    (spawn,) = sim.of(Spawn, sim.tick())
+    assert spawn.generation == 2
+    new = next(p for p, w in sim.pool.workers.items() if w.generation == 2)
+    sim.exit(new, policy.EXIT_IMPORT_FAILED, "cannot import")  # abandoned
+    sim.now += 60
+    sim.apply(sim.pool.reload(sim.now))
+    assert sim.pool.reload_gen == 3
 
 
 def test_max_workers_holds_under_random_events():

@@ -182,3 +182,29 @@ def test_shutdown_before_serve_forever_makes_it_return_without_forking():
         server.shutdown()
         server.serve_forever()  # returns at once: no master, no worker
     assert server._master is None
+
+
+def test_prefork_reload_waits_for_its_own_generation():
+    from prefork.command.client import reload_outcome
+
+    def status(generation, reloading, last=""):
+        return {"generation": generation, "reloading": reloading, "last_reload": last}
+    # Its generation is built, then serves.
+    assert reload_outcome(2, False, status(1, 2)) == (2, False, None)
+    assert reload_outcome(2, False, status(2, None, "ok"))[2] == \
+        "reloaded: generation 2 serving"
+    # Another reload began after it: it ended all the same.
+    assert reload_outcome(2, False, status(2, 3, "ok"))[2] == "reloaded: generation 2 serving"
+    # Abandoned, and cancelled by a stop.
+    assert reload_outcome(2, False, status(1, None, "failed (a new worker failed to boot: "
+                                                     "x)"))[2] == \
+        "reload failed (a new worker failed to boot: x); generation 1 keeps serving"
+    assert reload_outcome(2, False, status(1, None, "cancelled (the server is stopping)"))[2] \
+        == "the reload was cancelled: the master is stopping"
+    # Queued behind generation 2: it waits for 2 to end and its own to begin, and is not
+    # told 2's outcome as its own.
+    assert reload_outcome(2, True, status(1, 2)) == (2, True, None)
+    assert reload_outcome(2, True, status(2, 3, "ok")) == (3, False, None)
+    assert reload_outcome(3, False, status(2, None, "failed (x)"))[2] == \
+        "reload failed (x); generation 2 keeps serving"
+    assert reload_outcome(2, True, status(3, None, "ok"))[2] == "reloaded: generation 3 serving"
