@@ -6,10 +6,11 @@ Header fields come as request.py made them: ``HTTP_*`` keys (``Content-Type`` an
 path, as a latin-1 string.
 
 A proxy in *forwarded_allow_ips* (by default loopback, and any peer on a Unix
-socket: nginx on the same host) is believed about the client: ``Forwarded`` or
-``X-Forwarded-For`` give REMOTE_ADDR (the address nearest to the proxies that is
-not one of them), and ``X-Forwarded-Proto`` or ``Forwarded``'s ``proto`` give
-``wsgi.url_scheme``.  Anyone else's are passed to the application as headers and
+socket: nginx on the same host) is believed about the client: ``X-Forwarded-For``
+gives REMOTE_ADDR (the address nearest to the proxies that is not one of them), and
+``X-Forwarded-Proto`` ``wsgi.url_scheme``; ``Forwarded`` (RFC 7239) is read only
+when neither is there, since a proxy that sets them passes the client's own
+``Forwarded`` on.  Anyone else's are passed to the application as headers and
 change nothing.
 """
 
@@ -132,9 +133,17 @@ _FORWARDING = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWA
 
 
 def _forwarded(env, trusted):
-    """Believe the proxy: the client's address and the scheme it used."""
+    """Believe the proxy: the client's address and the scheme it used.  X-Forwarded-For
+    and X-Forwarded-Proto, which proxies such as nginx set, win over Forwarded, which
+    such a proxy passes on from the client untouched: a client's own Forwarded must
+    not pass for the proxy's word."""
     hops, proto = [], None
-    if "HTTP_FORWARDED" in env:
+    if "HTTP_X_FORWARDED_FOR" in env or "HTTP_X_FORWARDED_PROTO" in env:
+        if "HTTP_X_FORWARDED_FOR" in env:
+            hops = [h.strip() for h in env["HTTP_X_FORWARDED_FOR"].split(",") if h.strip()]
+        if "HTTP_X_FORWARDED_PROTO" in env:
+            proto = env["HTTP_X_FORWARDED_PROTO"].split(",")[0].strip().lower()
+    elif "HTTP_FORWARDED" in env:  # a proxy that speaks RFC 7239 alone
         for element in env["HTTP_FORWARDED"].split(","):
             for pair in element.split(";"):
                 key, _, value = pair.strip().partition("=")
@@ -143,10 +152,6 @@ def _forwarded(env, trusted):
                     hops.append(_host_of(value))
                 elif key.lower() == "proto":
                     proto = value.lower()
-    elif "HTTP_X_FORWARDED_FOR" in env:
-        hops = [h.strip() for h in env["HTTP_X_FORWARDED_FOR"].split(",") if h.strip()]
-    if "HTTP_X_FORWARDED_PROTO" in env and proto is None:
-        proto = env["HTTP_X_FORWARDED_PROTO"].split(",")[0].strip().lower()
     if hops:
         # The nearest hop that is not a trusted proxy is the client; all of them
         # trusted: the farthest.

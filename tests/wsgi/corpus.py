@@ -103,6 +103,10 @@ VALID = [
      {"REMOTE_ADDR": "192.0.2.60", "wsgi.url_scheme": "https"}, b""),
     ("rfc 7239 forwarded, ipv6 and port", b"GET / HTTP/1.1\r\n" + H + b'Forwarded: for="[2001:'
      b'db8:cafe::17]:4711"\r\n\r\n', {"REMOTE_ADDR": "2001:db8:cafe::17"}, b""),
+    ("a client's forwarded under the proxy's x-forwarded", b"GET / HTTP/1.1\r\n" + H +
+     b"Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-For: 203.0.113.9\r\n"
+     b"X-Forwarded-Proto: http\r\n\r\n", {"REMOTE_ADDR": "203.0.113.9",
+                                            "wsgi.url_scheme": "http"}, b""),
     ("unknown proto ignored", b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-Proto: gopher\r\n\r\n",
      {"wsgi.url_scheme": "http"}, b""),
     ("body arrives with the head", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\n12345",
