@@ -45,6 +45,7 @@ class PreforkMixIn:
     _master = None
     _stop_before_start = False
     _note = None  # in a worker: where note_request() writes (its scoreboard slot)
+    _no_request = None  # in a worker: the slot's no_request()
     _keeps = False  # in a worker of a pool with keep-alive on a stream socket: True
     _kept = None  # the connection keep_alive() was asked to keep, until the worker has it
 
@@ -112,6 +113,14 @@ class PreforkMixIn:
         request line."""
         if self._note is not None:
             self._note(text)
+
+    def no_request(self):
+        """Say, from a handler, that the connection it was given carried no request
+        (the client closed it, or sent nothing before leaving): in a worker, it is not
+        counted as one (requests served, the duration histogram, max_requests).  The
+        WSGI front end says so; anywhere else it does nothing."""
+        if self._no_request is not None:
+            self._no_request()
 
     def keep_alive(self, request, keep=True):
         """Ask, from a handler, that the connection *request* be kept open once the

@@ -69,11 +69,12 @@ class Slot:
 
     __slots__ = ("_views", "_base", "index", "_served", "_busy", "_busy_since", "_doubles",
                  "_counts", "_states", "_raw", "_at_beat", "_at_requests", "_at_state",
-                 "_at_busy", "_at_note", "_at_hist")
+                 "_at_busy", "_at_note", "_at_hist", "_uncounted")
 
     def __init__(self, views, index):
         self._views, self._base, self.index = views, index * SLOT_SIZE, index
         self._served = 0  # the worker's own count, mirrored into the slot
+        self._uncounted = False  # the connection being served carried no request
         self._busy = 0.0  # the worker's own busy total, mirrored likewise
         self._busy_since = None
         self._doubles = None  # the worker's own fields, for the per-request writes
@@ -151,17 +152,21 @@ class Slot:
         self._busy_since = now
 
     def end_request(self, now):
-        """Idle since *now*, one request more served; the request's note cleared."""
-        self._served += 1
+        """Idle since *now*, one request more served (unless no_request() said the
+        connection carried none); the request's note cleared."""
         took = now - self._busy_since
         self._busy += took
         doubles = self._doubles
         doubles[self._at_beat] = now
-        counts = self._counts
-        bucket = bisect_left(BUCKETS, took)
-        if bucket < _BUCKETS:  # before the count: a reader never sees more in the buckets
-            counts[self._at_hist + bucket] += 1
-        counts[self._at_requests] = self._served
+        if self._uncounted:
+            self._uncounted = False
+        else:
+            self._served += 1
+            counts = self._counts
+            bucket = bisect_left(BUCKETS, took)
+            if bucket < _BUCKETS:  # before the count: a reader never sees more in them
+                counts[self._at_hist + bucket] += 1
+            counts[self._at_requests] = self._served
         self._states[self._at_state] = IDLE
         doubles[self._at_busy] = self._busy
         self._raw[self._at_note] = 0
@@ -179,6 +184,16 @@ class Slot:
 
     def beat(self, now=None):
         self._put(_BEAT, time.monotonic() if now is None else now)
+
+    def no_request(self):
+        """The connection being served carried no request (its client closed it, or
+        sent nothing): end_request() does not count it."""
+        self._uncounted = True
+
+    @property
+    def served(self):
+        """The requests this worker has served."""
+        return self._served
 
     def set_note(self, text):
         """One line, cut to fit and read up to its first NUL: one write of the field,

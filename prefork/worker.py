@@ -120,6 +120,7 @@ def _live(server, plan):
     tally = _Tally(slot, plan.max_requests, inbox)
     for srv in servers:
         srv._note = slot.set_note  # for note_request(): this worker's slot
+        srv._no_request = slot.no_request
         if getattr(type(srv), "note_request", None) is PreforkMixIn.note_request:
             srv.note_request = slot.set_note  # the same, one call shorter
         if getattr(type(srv), "next_request", None) is PreforkMixIn.next_request:
@@ -355,28 +356,26 @@ def _serve(kept, slot, back):
 
 
 class _Tally:
-    """The requests this worker has served, counting those a handler serves in place
-    on a connection (next_request()), against max_requests."""
+    """The requests this worker has served (its slot counts them, those a handler
+    serves in place on a connection with next_request() too, and not a connection
+    that carried none), against max_requests."""
 
     def __init__(self, slot, max_requests, inbox):
         self.slot = slot
         self.max_requests = max_requests
         self.inbox = inbox
-        self.served = 0
         self.in_place = 0  # served in a row on the connection at hand
 
     def count(self):
-        self.served += 1
         self.in_place = 0
 
     def used_up(self):
-        return self.max_requests and self.served >= self.max_requests
+        return self.max_requests and self.slot.served >= self.max_requests
 
     def next_request(self, request):
         if self.in_place >= GREEDY_BURST or self.inbox.pending() or \
-                (self.max_requests and self.served + 1 >= self.max_requests):
+                (self.max_requests and self.slot.served + 1 >= self.max_requests):
             return False
-        self.served += 1
         self.in_place += 1
         now = time.monotonic()
         self.slot.end_request(now)  # one request ends, the next begins

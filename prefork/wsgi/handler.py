@@ -71,8 +71,12 @@ class WSGIRequestHandler(core.BaseRequestHandler):
                         e.request.parser = None
                     return
                 except OSError:
+                    if data is None:
+                        _no_request(server)
                     return  # the client went away
                 if req is None:
+                    if data is None:  # the connection carried no request at all
+                        _no_request(server)
                     return
                 try:
                     data = self._answer(sock, req, persistent, started)
@@ -176,6 +180,14 @@ def _unread_chunked():
             "the application answered a request with a chunked body without reading it: "
             "Django, for one, reads a body only by its Content-Length; behind nginx, "
             "which sends one, this does not happen (docs/wsgi.rst)")
+
+
+def _no_request(server):
+    """Tell a server that counts requests (a pre-forked one) that this connection
+    carried none: the client closed it, or sent nothing."""
+    no_request = getattr(server, "no_request", None)
+    if no_request is not None:
+        no_request()
 
 
 def _peer(address):

@@ -407,3 +407,24 @@ def test_a_second_master_on_the_same_metrics_port_is_refused(sockdir):
             f"prefork: error: --metrics-bind {spec}: the address is in use by another "
             "process; stop it or choose another --metrics-bind"]
         assert get(m, "/ready")[0] == 200
+
+
+def test_a_connection_that_carries_no_request_is_not_counted_as_one(sockdir):
+    # A keep-alive client that leaves after its request, and TCP checks that connect and
+    # close: neither is a request served, nor a duration in the histogram.
+    from ..wsgi.helpers import Client
+    with serve(sockdir, workers=1) as m:
+        kept = Client(m.address)
+        assert kept.get()[0] == 200
+        wait_for(lambda: json.loads(subprocess.run(
+            [sys.executable, "-m", "prefork", "status", "--json", "--control", m.ctl],
+            capture_output=True, text=True, timeout=TIMEOUT).stdout)["idle_connections"]
+            ["held"] == 1 or None, "the kept connection held by the master")
+        kept.close()  # the master hands its end-of-file to the worker
+        for _ in range(3):
+            socket.create_connection(m.address, timeout=TIMEOUT).close()
+        assert http_get(m, "/")[0] == 200  # behind the three, in the one worker's queue
+        found = scrape_until(m, lambda f: states(f)["busy"] == 0 and value(
+            f, "prefork_idle_connections") == 0, "the worker idle, nothing held")
+        assert value(found, "prefork_requests_total") == 2
+        assert value(found, "prefork_request_duration_seconds_count") == 2
