@@ -7,7 +7,8 @@ as it comes, the answer made at once and written as the client takes it, and a
 client that has not sent its request and taken its answer within CLIENT_TIME is
 dropped.  A scraper that connects and then never sends, or never reads, costs a
 descriptor until then, and never delays a reload, a reap or a signal.  At most
-MAX_CLIENTS are served at once; more are closed as they come.
+MAX_CLIENTS are served at once; past that a new client takes the place of the
+oldest one that has sent nothing yet, or is closed when every one is under way.
 """
 
 import select
@@ -75,6 +76,17 @@ class Scrape:
         except OSError:
             self._drop(fd)
 
+    def _make_room(self):
+        """Drop the oldest client that has sent nothing yet, for a new one: connections
+        left idle (a flood of them, a scraper that never sends) must not keep a
+        probe of /live or /ready out.  False when every client is under way."""
+        silent = [(c.deadline, fd) for fd, c in self.clients.items()
+                  if not c.got and c.out is None]
+        if not silent:
+            return False
+        self._drop(min(silent)[1])
+        return True
+
     def expire(self, now):
         """Drop the clients past their time."""
         for fd in [fd for fd, c in self.clients.items() if now >= c.deadline]:
@@ -107,7 +119,7 @@ class Scrape:
                 conn, _ = self.sock.accept()
             except OSError:  # none left (BlockingIOError), or one that left at once
                 return
-            if len(self.clients) >= MAX_CLIENTS:
+            if len(self.clients) >= MAX_CLIENTS and not self._make_room():
                 conn.close()
                 continue
             conn.setblocking(False)

@@ -428,3 +428,19 @@ def test_a_connection_that_carries_no_request_is_not_counted_as_one(sockdir):
             f, "prefork_idle_connections") == 0, "the worker idle, nothing held")
         assert value(found, "prefork_requests_total") == 2
         assert value(found, "prefork_request_duration_seconds_count") == 2
+
+
+def test_idle_connections_to_the_metrics_port_never_keep_a_probe_out(sockdir):
+    # 40 connections that send nothing, more than are served at once: /live and /ready
+    # still answer, each at once, and the silent ones are the ones let go.
+    from prefork.scrape import MAX_CLIENTS
+    with serve(sockdir) as m:
+        idle = [socket.create_connection(("127.0.0.1", m.port), timeout=TIMEOUT)
+                for _ in range(MAX_CLIENTS + 8)]
+        try:
+            for _ in range(3):
+                assert get(m, "/live") == (200, "live\n")
+                assert get(m, "/ready")[0] == 200
+        finally:
+            for c in idle:
+                c.close()
