@@ -9,12 +9,16 @@
   tuple) gets its Content-Length; any other is sent chunked to an HTTP/1.1 client
   and delimited by the connection's end to an HTTP/1.0 one.
 * HEAD, 1xx, 204 and 304 answers carry no body.
+* Hop-by-hop headers from the application (Connection, Transfer-Encoding,
+  Keep-Alive...) are dropped, with a warning once: framing them is the server's
+  work; ``Connection: close`` closes the connection after the answer.
 * A ``wsgi.file_wrapper`` over a real file is sent with sendfile(2).
 * The connection persists when the handler allows it (``keep``) and the answer's
   end can be told without closing it: ``Connection: close`` otherwise, and
   ``Connection: keep-alive`` to an HTTP/1.0 client whose connection persists.
 """
 
+import logging
 import os
 import time
 
@@ -70,7 +74,9 @@ class Response:
                 exc_info = None  # no cycle through the traceback
         elif self.status is not None:
             raise RuntimeError("start_response() called a second time without exc_info")
-        self.code, self.head, self.length = _check(status, headers)
+        self.code, self.head, self.length, close = _check(status, headers)
+        if close:  # the application's "Connection: close"
+            self.keep = False
         self.status = status
         self.whole = self.method != "HEAD" and self.code not in _BODYLESS
         return self.write
@@ -267,7 +273,7 @@ def _check(status, headers):
         return _check_carefully(status, headers)
     if date:
         head += date_line()
-    return code, head, length
+    return code, head, length, False
 
 
 def _check_carefully(status, headers):
@@ -279,6 +285,7 @@ def _check_carefully(status, headers):
         raise ValueError(f"bad status {status!r}: a final one, 200 to 599")
     length = None
     date = True
+    close = False
     lines = [f"HTTP/1.1 {status}\r\n"]
     for item in headers:
         try:
@@ -298,11 +305,28 @@ def _check_carefully(status, headers):
             length = int(value)
         elif framing == "date":
             date = False
+        elif framing == "hop":  # the server's to send: dropped, as werkzeug and gunicorn do
+            _dropped(name)
+            if name.lower() == "connection" and "close" in value.lower():
+                close = True
+            continue
         lines.append(f"{name}: {value}\r\n")
     if len(_STATUSES) < 256:  # the same few statuses, nearly always
         _STATUSES[status] = (int(status[:3]), lines[0])
     head = "".join(lines)
-    return int(status[:3]), head + date_line() if date else head, length
+    return int(status[:3]), head + date_line() if date else head, length, close
+
+
+def _dropped(name):
+    """Said once a process for each hop-by-hop header name an application sends."""
+    if name not in _SAID:
+        _SAID.add(name)
+        logging.getLogger("prefork.wsgi").warning(
+            "the application sent the hop-by-hop header %r: dropped (PEP 3333 leaves "
+            "them to the server; 'Connection: close' closes the connection)", name)
+
+
+_SAID = set()
 
 
 def _is_value(value):
@@ -316,9 +340,7 @@ def _check_name(name):
     if type(name) is not str or not name or not _TOKEN.issuperset(name):
         raise ValueError(f"bad header name {name!r}")
     lowered = name.lower()
-    if lowered in HOP_BY_HOP:
-        raise ValueError(f"hop-by-hop header {name!r} from the application")
-    framing = lowered if lowered in _FRAMING else ""
+    framing = "hop" if lowered in HOP_BY_HOP else lowered if lowered in _FRAMING else ""
     if len(_NAMES) < 1024:
         _NAMES[name] = framing
     return framing

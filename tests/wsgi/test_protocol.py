@@ -160,13 +160,31 @@ def test_exc_info_after_the_head_was_sent_reraises():
 
 
 @pytest.mark.parametrize("headers", [
-    [("X-Bad", "a\r\nX-Injected: 1")], [("Connection", "keep-alive")],
-    [("X Bad", "v")], [(b"X-Bytes", "v")]])
+    [("X-Bad", "a\r\nX-Injected: 1")], [("X Bad", "v")], [(b"X-Bytes", "v")]])
 def test_a_header_that_could_break_the_answer_is_a_500(headers):
     with Served(app_of([b"x"], headers)) as s:
         data = s.exchange(GET)
         assert len(s.take_errors()) == 1
     assert split_response(data)[0] == 500 and b"Injected" not in data
+
+
+def test_hop_by_hop_headers_from_the_application_are_dropped_and_close_is_kept(caplog):
+    # Code that runs under werkzeug's server and gunicorn (Flask's Response(headers=
+    # {"Transfer-Encoding": "chunked"}), a "Connection: close") runs here too.
+    chunky = app_of(lambda: iter([b"ab", b"cd"]), [("Transfer-Encoding", "chunked"),
+                                                   ("Keep-Alive", "timeout=5")])
+    with Served(chunky) as s:
+        for _ in range(2):
+            code, headers, body = split_response(s.exchange(GET))
+            assert code == 200 and "keep-alive" not in headers
+            assert headers["transfer-encoding"] == "chunked" and unchunk(body) == b"abcd"
+    said = [r.getMessage() for r in caplog.records if "hop-by-hop" in r.getMessage()]
+    assert len(said) == 2  # once for each name, not for each answer
+    closing = app_of([b"bye"], [("Connection", "close")])
+    with Served(closing) as s, s.connect() as c:
+        c.sendall(GET + GET)  # pipelined: the first answer closes the connection
+        data = read_all(c)
+    assert data.count(b"HTTP/1.1 200") == 1 and data.lower().count(b"connection: close") == 1
 
 
 @pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nX-Injected: 1", "a\r", b"v", 7])
