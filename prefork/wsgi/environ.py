@@ -7,8 +7,9 @@ path, as a latin-1 string.
 
 A proxy in *forwarded_allow_ips* (by default loopback, and any peer on a Unix
 socket: nginx on the same host) is believed about the client: ``X-Forwarded-For``
-gives REMOTE_ADDR (the address nearest to the proxies that is not one of them), and
-``X-Forwarded-Proto`` ``wsgi.url_scheme``; ``Forwarded`` (RFC 7239) is read only
+gives REMOTE_ADDR (the address nearest to the proxies that is not one of them),
+``X-Forwarded-Proto`` ``wsgi.url_scheme``, and ``X-Forwarded-Prefix`` SCRIPT_NAME (an
+application mounted under a path); ``Forwarded`` (RFC 7239) is read only
 when neither is there, since a proxy that sets them passes the client's own
 ``Forwarded`` on.  Anyone else's are passed to the application as headers and
 change nothing.
@@ -129,7 +130,8 @@ def _authority(target):
     return authority
 
 
-_FORWARDING = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO"))
+_FORWARDING = frozenset(("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
+                         "HTTP_X_FORWARDED_PREFIX"))
 
 
 def _forwarded(env, trusted):
@@ -160,6 +162,22 @@ def _forwarded(env, trusted):
         env.pop("REMOTE_PORT", None)
     if proto in ("http", "https"):
         env["wsgi.url_scheme"] = proto
+    if "HTTP_X_FORWARDED_PREFIX" in env:
+        _mounted(env, env["HTTP_X_FORWARDED_PREFIX"])
+
+
+def _mounted(env, prefix):
+    """The application is mounted under *prefix* (a proxy's location /shop/): it is
+    SCRIPT_NAME, and out of PATH_INFO when the proxy passed the path whole."""
+    prefix = prefix.split(",")[0].strip().rstrip("/")
+    if not prefix:
+        return
+    if not prefix.startswith("/"):
+        prefix = "/" + prefix
+    env["SCRIPT_NAME"] = prefix
+    path = env["PATH_INFO"]
+    if path == prefix or path.startswith(prefix + "/"):
+        env["PATH_INFO"] = path[len(prefix):]
 
 
 def _host_of(node):

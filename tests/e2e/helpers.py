@@ -43,16 +43,18 @@ http {{
     {upstream}
     server {{
         listen 127.0.0.1:{port};
-        location / {{ include {settings}; }}
+        {locations}
     }}
 }}
 """
+MOUNTED = os.path.join(ROOT, "docs", "deploy", "nginx-mounted.conf")
 
 
 class Nginx:
-    def __init__(self, directory, sock, port, upstream=None):
+    def __init__(self, directory, sock, port, upstream=None, locations=None):
         """nginx on 127.0.0.1:*port* proxying to the Unix socket *sock*, or through
-        *upstream* (an ``upstream prefork_shop {...}`` block) when given."""
+        *upstream* (an ``upstream prefork_shop {...}`` block) when given; at /, or at
+        the *locations* given (a file's text, with /etc/nginx/prefork.conf in it)."""
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         # Where nginx's workers (nobody) buffer large bodies: a place they can reach.
@@ -61,8 +63,10 @@ class Nginx:
         conf = os.path.join(directory, "nginx.conf")
         upstream = upstream or site_upstream(sock)
         with open(conf, "w") as f:
+            where = (locations or "location / { include /etc/nginx/prefork.conf; }") \
+                .replace("/etc/nginx/prefork.conf", PROXY_SETTINGS)
             f.write(NGINX_CONF.format(dir=directory, upstream=upstream, port=port,
-                                      settings=PROXY_SETTINGS, tmp=self.tmp))
+                                      locations=where, tmp=self.tmp))
         self.port = port
         self.proc = subprocess.Popen([NGINX, "-p", directory, "-c", conf],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

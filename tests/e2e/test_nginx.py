@@ -11,7 +11,7 @@ import sys
 from prefork.command.client import ask
 
 from ..prefork.harness import ROOT, TIMEOUT, Running, wait_for
-from .helpers import WSGI_APPS, HttpLoad, Nginx, free_port, needs_nginx
+from .helpers import MOUNTED, WSGI_APPS, HttpLoad, Nginx, free_port, needs_nginx
 
 pytestmark = needs_nginx
 
@@ -77,5 +77,23 @@ def test_kept_connections_through_a_reload_storm_fail_no_request(sockdir, tmp_pa
             assert counts["taken_back"] > 0  # the connections were kept, not closed
             with open(tmp_path / "nginx" / "error.log") as f:
                 assert "upstream prematurely closed" not in f.read()
+        finally:
+            nginx.close()
+
+
+def test_an_application_mounted_under_a_path_behind_nginx(sockdir, tmp_path):
+    # docs/deploy/nginx-mounted.conf as written: /shop/... reaches the application with
+    # SCRIPT_NAME /shop and the rest as PATH_INFO.
+    os.chmod(sockdir, 0o711)
+    sock = os.path.join(sockdir, "shop.sock")
+    with Running(sockdir, cli=["--bind", f"unix:{sock}", "--socket-group", "nogroup",
+                               "--workers", "1", "wsgiapps:application"],
+                 pythonpath=[WSGI_APPS]):
+        with open(MOUNTED) as f:
+            nginx = Nginx(str(tmp_path / "nginx"), sock, free_port(), locations=f.read())
+        try:
+            assert nginx.get("/shop/where") == (200, b"/shop|/where")
+            assert nginx.get("/shop/a/where")[1] == b"/shop|/a/where"
+            assert nginx.get("/where")[0] != 200  # nginx answers itself: outside the mount
         finally:
             nginx.close()

@@ -107,6 +107,14 @@ VALID = [
      b"Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-For: 203.0.113.9\r\n"
      b"X-Forwarded-Proto: http\r\n\r\n", {"REMOTE_ADDR": "203.0.113.9",
                                             "wsgi.url_scheme": "http"}, b""),
+    ("mounted under a prefix, the proxy stripped it", b"GET /cart?x=1 HTTP/1.1\r\n" + H +
+     b"X-Forwarded-Prefix: /shop\r\n\r\n", {"SCRIPT_NAME": "/shop", "PATH_INFO": "/cart"},
+     b""),
+    ("mounted under a prefix, the proxy passed it", b"GET /shop/cart HTTP/1.1\r\n" + H +
+     b"X-Forwarded-Prefix: /shop/\r\n\r\n", {"SCRIPT_NAME": "/shop", "PATH_INFO": "/cart"},
+     b""),
+    ("the prefix itself", b"GET /shop HTTP/1.1\r\n" + H + b"X-Forwarded-Prefix: shop\r\n\r\n",
+     {"SCRIPT_NAME": "/shop", "PATH_INFO": ""}, b""),
     ("unknown proto ignored", b"GET / HTTP/1.1\r\n" + H + b"X-Forwarded-Proto: gopher\r\n\r\n",
      {"wsgi.url_scheme": "http"}, b""),
     ("body arrives with the head", b"POST /x HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\n12345",

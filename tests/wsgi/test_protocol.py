@@ -509,16 +509,17 @@ def test_a_body_that_stops_coming_is_408():
 
 def remote(environ, start_response):
     start_response("200 OK", TEXT)
-    return [f"{environ['REMOTE_ADDR']} {environ['wsgi.url_scheme']}".encode()]
+    return [f"{environ['REMOTE_ADDR']} {environ['wsgi.url_scheme']} "
+            f"{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode()]
 
 
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored():
-    forwarded = b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: " \
-                b"https\r\n\r\n"
+    forwarded = b"GET /shop/a HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6\r\n" \
+                b"X-Forwarded-Proto: https\r\nX-Forwarded-Prefix: /shop\r\n\r\n"
     with Served(validator(remote), forwarded_allow_ips="10.0.0.0/8") as s:
-        assert unchunk(split_response(s.exchange(forwarded))[2]) == b"127.0.0.1 http"
+        assert unchunk(split_response(s.exchange(forwarded))[2]) == b"127.0.0.1 http |/shop/a"
     with Served(validator(remote)) as s:  # loopback is trusted by default
-        assert unchunk(split_response(s.exchange(forwarded))[2]) == b"6.6.6.6 https"
+        assert unchunk(split_response(s.exchange(forwarded))[2]) == b"6.6.6.6 https /shop|/a"
 
 
 # -- the access log ------------------------------------------------------------------------

@@ -25,6 +25,10 @@ def application(environ, start_response):
             os.close(fd)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"passed the gate"]
+    if path.endswith("/where"):  # where the application is mounted, and the path in it
+        body = f"{environ['SCRIPT_NAME']}|{path}".encode()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [body]
     if path == "/echo":
         body = environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
