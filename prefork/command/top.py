@@ -33,7 +33,7 @@ def run_top(ask, iterations=0):
             reply = ask()
             now = time.monotonic()
             width, height = shutil.get_terminal_size((80, 24))
-            lines = screen(reply, last, now, width)[:max(1, height - 1)]
+            lines = screen(reply, last, now, width, height - 1)
             sys.stdout.write((CLEAR if keys else "") + "\n".join(lines) + "\n")
             sys.stdout.flush()
             last = (now, reply)
@@ -64,9 +64,10 @@ def _quit_within(keys, seconds):
             return True
 
 
-def screen(reply, last, now, width=80):
+def screen(reply, last, now, width=80, height=None):
     """The lines of one screen from a status *reply*; *last*: (when, reply) of the one
-    before, for rates."""
+    before, for rates.  At most *height* lines: with more workers than rows, the busy
+    ones come first, and the last line says how many are not shown."""
     m = reply["master"]
     name = f" [{m['name']}]" if m["name"] else ""
     workers = reply["workers"]
@@ -96,6 +97,11 @@ def screen(reply, last, now, width=80):
         f"{'SLOT':>4} {'PID':>7} {'GEN':>3} {'STATE':<8} {'REQS':>8} {'RSS':>7} {'CPU%':>5} "
         f"{'FOR':>6}  REQUEST",
     ]
+    room = None if height is None else max(1, height - len(lines))
+    hidden = []
+    if room is not None and len(workers) > room:
+        ordered = sorted(workers, key=lambda w: not w["busy"])  # busy first, then by slot
+        workers, hidden = ordered[:room - 1], ordered[room - 1:]
     for w in workers:
         state = "busy" if w["busy"] else "idle" if w["state"] == "ready" else w["state"]
         cpu = ""
@@ -106,7 +112,11 @@ def screen(reply, last, now, width=80):
         lines.append(f"{w['slot']:>4} {w['pid']:>7} {w['generation']:>3} {state:<8} "
                      f"{w['requests']:>8} {mib_text(w['rss']):>7} {cpu:>5} {took:>6}  "
                      f"{w['request']}")
-    return [line[:width] for line in lines]
+    if hidden:
+        busy_hidden = sum(w["busy"] for w in hidden)
+        lines.append(f"... {len(hidden)} more workers, {busy_hidden or 'none'} busy "
+                     "(prefork status lists all)")
+    return [line[:width] for line in (lines if height is None else lines[:max(1, height)])]
 
 
 def _idle(idle):

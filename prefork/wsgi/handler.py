@@ -151,7 +151,10 @@ class WSGIRequestHandler(core.BaseRequestHandler):
 
     def _refuse(self, error, env, started, line, method):
         """Answer *error* (an HTTPError) to the request *line* of *method*; the
-        connection closes.  An answer to HEAD has the length and not the body."""
+        connection closes.  An answer to HEAD has the length and not the body.  Why
+        goes to the log at debug level (a client's fault, not the server's)."""
+        _log.debug("%s %s to %s %r: %s", error.status, REASONS[error.status],
+                   _peer(self.client_address), line, error.why)
         reason = REASONS[error.status]
         body = f"{error.status} {reason}\n".encode()
         head = (f"HTTP/1.1 {error.status} {reason}\r\nContent-Type: text/plain\r\n"
@@ -169,6 +172,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
 
 
 _warned = []
+_log = logging.getLogger("prefork.wsgi")
 
 
 def _unread_chunked():

@@ -208,3 +208,20 @@ def test_prefork_reload_waits_for_its_own_generation():
     assert reload_outcome(3, False, status(2, None, "failed (x)"))[2] == \
         "reload failed (x); generation 2 keeps serving"
     assert reload_outcome(2, True, status(3, None, "ok"))[2] == "reloaded: generation 3 serving"
+
+
+def test_top_shows_the_busy_workers_first_when_the_screen_is_short():
+    from prefork.command.top import screen
+    workers = [{"slot": i, "pid": 1000 + i, "generation": 1, "state": "ready",
+                "busy": i == 29, "requests": 5, "rss": 20 << 20, "cpu": 1.0,
+                "busy_for": 2.5 if i == 29 else 0.0,
+                "request": "GET /slow HTTP/1.1" if i == 29 else ""} for i in range(30)]
+    reply = {"master": {"pid": 999, "name": "", "uptime": 60.0}, "workers": workers,
+             "generation": 1, "target": 30, "max_workers": 60, "adaptive": None,
+             "queues": [], "idle_connections": None, "reloads": {"ok": 0, "failed": 0},
+             "last_reload": "", "upgrade": {"new_master": None}}
+    lines = screen(reply, None, 0.0, 80, 23)
+    assert len(lines) == 23 and all(len(line) <= 80 for line in lines)
+    assert "GET /slow HTTP/1.1" in lines[6]  # the busy one, first of the workers
+    assert lines[-1] == "... 14 more workers, none busy (prefork status lists all)"
+    assert len(screen(reply, None, 0.0, 80)) == 6 + 30  # no height: every worker

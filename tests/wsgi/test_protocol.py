@@ -505,6 +505,16 @@ def test_a_body_that_stops_coming_is_408():
         assert read_all(c).startswith(b"HTTP/1.1 408")
 
 
+def test_why_a_request_was_refused_is_logged_at_debug_level(caplog):
+    caplog.set_level("DEBUG", logger="prefork.wsgi")
+    with Served(app_of([b"x"])) as s:
+        s.exchange(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                   b"Content-Length: 3\r\n\r\nabc")
+    said = [r.getMessage() for r in caplog.records if r.name == "prefork.wsgi"]
+    assert len(said) == 1 and said[0].startswith("400 Bad Request to 127.0.0.1 ")
+    assert "Content-Length" in said[0] or "Transfer-Encoding" in said[0], said
+
+
 # -- proxies ------------------------------------------------------------------------------
 
 def remote(environ, start_response):
