@@ -449,6 +449,9 @@ class Master:
             # say so); the command renames the control socket and writes the pidfile.
             self.notifier.send(MAINPID=os.getpid(), READY=1, STATUS=status)
             self.deployment.takeover()
+            # The upgrade that brought this master in ended well: counted here, since
+            # the old master that started it is no longer scraped.
+            self.upgrader.results["ok"] += 1
             self.observer.took_over()
 
     def _say_what_it_serves(self, pid):

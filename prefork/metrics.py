@@ -92,8 +92,9 @@ def render(pool, board, totals, *, upgrader, keeper, sockets, usage, master, sta
                   totals.boot_seconds)
     out.family("prefork_reloads_total", "counter", "Reloads by result.",
                [({"result": k}, v) for k, v in pool.reloads.items()])
-    out.family("prefork_upgrades_total", "counter", "Upgrades this master started, by "
-               "result.", [({"result": k}, v) for k, v in upgrader.results.items()])
+    out.family("prefork_upgrades_total", "counter", "Upgrades: ok, the one that brought "
+               "this master in; failed, those it started that failed.",
+               [({"result": k}, v) for k, v in upgrader.results.items()])
     out.family("prefork_idle_connections", "gauge", "Idle keep-alive connections the "
                "master holds.", [({}, len(keeper.idle) if keeper else 0)])
     queues = listen_queues(sockets)

@@ -255,7 +255,10 @@ def test_the_metrics_listener_says_ready_throughout_an_upgrade(sockdir):
             done.set()
             prober.join()
             after = started()
+            upgrades = ask("/metrics")[1]
             if new:
                 assert new.stop() == 0
     assert len(heard) > 40 and set(heard) == {200}, sorted(set(map(str, heard)))
     assert after != before  # the new master answers now
+    # and counts the upgrade that brought it in (the old one is scraped no more)
+    assert 'prefork_upgrades_total{result="ok"} 1' in upgrades
