@@ -166,5 +166,6 @@ def _response(status, kind, body, head_only):
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
             f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
             f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())}\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n\r\n").encode("latin-1")
+            + ("Allow: GET, HEAD\r\n" if status == 405 else "")  # RFC 9110 15.5.6
+            + "Cache-Control: no-store\r\nConnection: close\r\n\r\n").encode("latin-1")
     return head if head_only else head + body

@@ -226,6 +226,10 @@ def test_ready_follows_the_start_a_failed_reload_and_a_graceful_stop(sockdir, tm
         assert get(m, "/ready") == (200, "ready\n")
         assert get(m, "/ready", "HEAD") == (200, "")
         assert get(m, "/nothing")[0] == 404
+        with socket.create_connection(("127.0.0.1", m.port), timeout=TIMEOUT) as c:
+            c.sendall(b"POST /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+            code, headers, _ = _answer(c)
+        assert (code, headers["allow"]) == (405, "GET, HEAD")
 
         open(os.path.join(gate, "fail"), "w").close()  # the new generation cannot boot
         m.signal(signal.SIGHUP)
