@@ -11,6 +11,7 @@ the server's own hooks, and supervises them until ``shutdown()`` or a stop
 signal.  Settings are class attributes, as ``max_children`` is for ForkingMixIn.
 """
 
+import logging
 import socket
 
 import core
@@ -45,6 +46,7 @@ class PreforkMixIn:
     _master = None
     _stop_before_start = False
     _note = None  # in a worker: where note_request() writes (its scoreboard slot)
+    _slot = None  # in a worker: its scoreboard slot (the request noted, for handle_error())
     _no_request = None  # in a worker: the slot's no_request()
     _keeps = False  # in a worker of a pool with keep-alive on a stream socket: True
     _kept = None  # the connection keep_alive() was asked to keep, until the worker has it
@@ -108,11 +110,25 @@ class PreforkMixIn:
 
     def note_request(self, text):
         """Say what the request being served is, in a worker: if the master kills the
-        worker for silence (``timeout``), it logs this line.  The worker clears it when
-        the request ends.  A handler may call it; the WSGI front end does, with the
-        request line."""
+        worker for silence (``timeout``), it logs this line, and handle_error() names
+        it.  The worker clears it when the request ends.  A handler may call it; the
+        WSGI front end does, with the request line."""
         if self._note is not None:
             self._note(text)
+
+    def handle_error(self, request, client_address):
+        """An exception in a handler, in a worker: logged with its traceback, the
+        request it was serving and the client (to the error log, with the time and
+        the worker's pid, as every line of the pool's log); the worker goes on."""
+        if self._slot is None:  # not in a worker: as any socketserver server does
+            super().handle_error(request, client_address)
+            return
+        noted = self._slot.note
+        what = f" {noted!r}" if noted else ""
+        peer = client_address[0] if isinstance(client_address, tuple) and client_address \
+            else "a Unix-socket peer"
+        logging.getLogger("prefork").exception("error handling request%s from %s", what,
+                                               peer)
 
     def no_request(self):
         """Say, from a handler, that the connection it was given carried no request

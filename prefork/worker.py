@@ -120,6 +120,7 @@ def _live(server, plan):
     tally = _Tally(slot, plan.max_requests, inbox)
     for srv in servers:
         srv._note = slot.set_note  # for note_request(): this worker's slot
+        srv._slot = slot
         srv._no_request = slot.no_request
         if getattr(type(srv), "note_request", None) is PreforkMixIn.note_request:
             srv.note_request = slot.set_note  # the same, one call shorter

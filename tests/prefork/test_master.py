@@ -58,6 +58,25 @@ def test_an_exception_in_a_handler_goes_to_the_servers_handle_error_in_the_worke
         assert int(m.request()) == pid  # same worker: an exception is no crash
 
 
+def test_an_exception_in_a_handler_is_logged_with_its_request_and_the_worker_goes_on(
+        sockdir):
+    from ..wsgi.helpers import Client
+    with Running(sockdir, cli=["--workers", "1", "wsgiapps:application"],
+                 pythonpath=[os.path.join(os.path.dirname(__file__), "..", "wsgi")]) as m:
+        (pid,) = m.worker_pids()
+        for path, status in (("/fail", 500), ("/", 200)):  # and the worker goes on
+            c = Client(m.address)
+            try:
+                assert c.get(path)[0] == status
+            finally:
+                c.close()
+        log = m.log()
+        assert f"ERROR [{pid}] error handling request 'GET /fail HTTP/1.1' from 127.0.0.1" \
+            in log, log
+        assert "Traceback" in log and "RuntimeError: failing on purpose" in log
+        assert m.worker_pids() == [pid]
+
+
 def test_ttin_and_ttou_change_the_pool_within_bounds(sockdir):
     with Running(sockdir, settings=["workers=2", "max_workers=3"]) as m:
         m.signal(signal.SIGTTIN)

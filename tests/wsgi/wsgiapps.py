@@ -25,6 +25,8 @@ def application(environ, start_response):
             os.close(fd)
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"passed the gate"]
+    if path == "/fail":
+        raise RuntimeError("failing on purpose")
     if path.endswith("/where"):  # where the application is mounted, and the path in it
         body = f"{environ['SCRIPT_NAME']}|{path}".encode()
         start_response("200 OK", [("Content-Type", "text/plain")])
