@@ -12,6 +12,7 @@ import grp
 import logging
 import os
 import pwd
+import time
 
 from ..errors import ConfigError, PidfileError
 
@@ -190,7 +191,8 @@ def daemonize(keep_fds, umask=None, log_stream=None):
 def setup_logging(level="info", error_log="", systemd=False):
     """Log to *error_log*, or to standard error; return the handler's stream.
 
-    Under systemd, journald stamps every line, so lines carry no time of their own.
+    Under systemd, journald stamps every line, so lines carry no time of their own;
+    elsewhere each line starts with its time in UTC (2026-11-26T20:45:22.123Z).
     Workers inherit this set-up through fork.
     """
     if error_log:
@@ -198,8 +200,12 @@ def setup_logging(level="info", error_log="", systemd=False):
     else:
         handler = logging.StreamHandler()
     fmt = "%(levelname)s [%(process)d] %(message)s" if systemd and not error_log else \
-        "%(asctime)s %(levelname)s [%(process)d] %(message)s"
-    handler.setFormatter(logging.Formatter(fmt))
+        "%(asctime)s.%(msecs)03dZ %(levelname)s [%(process)d] %(message)s"
+    formatter = logging.Formatter(fmt, datefmt="%Y-%m-%dT%H:%M:%S")
+    # UTC, said so: an application may set its process's time zone (Django does), and
+    # the master's lines and its workers' must read alike.
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

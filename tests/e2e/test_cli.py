@@ -623,6 +623,18 @@ def test_a_workers_stack_dump_goes_to_the_error_log_before_and_after_rotation(ap
     os.unlink(logfile + ".1")
 
 
+def test_log_lines_carry_their_time_in_utc_whatever_the_time_zone(appdir, sockdir):
+    import datetime
+    logfile = appdir / "e.log"  # (to standard error under systemd, lines carry no time)
+    with Running(sockdir, cli=["--error-log", str(logfile), "app:Handler"],
+                 pythonpath=[str(appdir)], env={"TZ": "America/Chicago"}) as m:
+        m.request()
+    first = logfile.read_text().splitlines()[0]
+    stamp = datetime.datetime.strptime(first.split(" ", 1)[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert abs((now - stamp).total_seconds()) < 120, first
+
+
 def _free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
