@@ -70,10 +70,7 @@ def _read_request(conn):
         data += chunk
     if data.count(b"[") + data.count(b"{") > MAX_NESTING:  # a request is flat: [[[[...
         raise ValueError("nested too deep")
-    try:
-        request = json.loads(data)
-    except RecursionError:
-        raise ValueError("nested too deep") from None
+    request = json.loads(data)
     if not isinstance(request, dict):
         raise ValueError("not an object")
     return request

@@ -45,9 +45,8 @@ class PreforkMixIn:
 
     _master = None
     _stop_before_start = False
-    _note = None  # in a worker: where note_request() writes (its scoreboard slot)
-    _slot = None  # in a worker: its scoreboard slot (the request noted, for handle_error())
-    _no_request = None  # in a worker: the slot's no_request()
+    _slot = None  # in a worker: its scoreboard slot (note_request(), no_request(),
+    #               and the request noted, for handle_error())
     _keeps = False  # in a worker of a pool with keep-alive on a stream socket: True
     _kept = None  # the connection keep_alive() was asked to keep, until the worker has it
 
@@ -113,8 +112,8 @@ class PreforkMixIn:
         worker for silence (``timeout``), it logs this line, and handle_error() names
         it.  The worker clears it when the request ends.  A handler may call it; the
         WSGI front end does, with the request line."""
-        if self._note is not None:
-            self._note(text)
+        if self._slot is not None:
+            self._slot.set_note(text)
 
     def handle_error(self, request, client_address):
         """An exception in a handler, in a worker: logged with its traceback, the
@@ -135,8 +134,8 @@ class PreforkMixIn:
         (the client closed it, or sent nothing before leaving): in a worker, it is not
         counted as one (requests served, the duration histogram, max_requests).  The
         WSGI front end says so; anywhere else it does nothing."""
-        if self._no_request is not None:
-            self._no_request()
+        if self._slot is not None:
+            self._slot.no_request()
 
     def keep_alive(self, request, keep=True):
         """Ask, from a handler, that the connection *request* be kept open once the

@@ -309,19 +309,24 @@ class Pool:
 
     def over_limit(self, pid, why, now):
         """A sampled limit (memory) was passed: recycle it, once a new worker is ready."""
-        w = self.workers.get(pid)
-        if w is None or w.state != READY or w.due:
+        if not self._make_due(pid, "max_rss"):
             return []
-        w.due = "max_rss"
         return [Log("warning", f"worker {pid} {why}: recycling it")]
 
     def due(self, pid, why, now):
         """Worker *pid* reached a limit of its own (max_requests): recycle it, once a
         new worker is ready; it serves on meanwhile."""
-        w = self.workers.get(pid)
-        if w is not None and w.state == READY and not w.due:
-            w.due = why
+        self._make_due(pid, why)
         return []
+
+    def _make_due(self, pid, why):
+        """Mark a ready worker due for recycling (_keep_size() replaces, then retires
+        it); whether it was not already."""
+        w = self.workers.get(pid)
+        if w is None or w.state != READY or w.due:
+            return False
+        w.due = why
+        return True
 
     def sampled_rss(self, sizes, now):
         """*sizes* maps pids to resident bytes: retire the ready workers above max_rss."""
@@ -390,13 +395,11 @@ class Pool:
         for w in self.workers.values():
             if w.state == BOOTING:
                 times.append(w.since + cfg.boot_timeout)
-            elif w.state == READY and cfg.timeout:
-                times.append(beats.get(w.pid, w.since) + cfg.timeout)
-            elif w.state == RETIRING and (cfg.graceful_timeout or cfg.timeout):
-                if cfg.graceful_timeout:
-                    times.append(w.since + cfg.graceful_timeout)
+            elif w.state in (READY, RETIRING):
                 if cfg.timeout:
                     times.append(beats.get(w.pid, w.since) + cfg.timeout)
+                if w.state == RETIRING and cfg.graceful_timeout:
+                    times.append(w.since + cfg.graceful_timeout)
             elif w.state == DUMPING:
                 times.append(w.since + DUMP_GRACE)
             elif w.state == INTERRUPTED:
@@ -452,19 +455,14 @@ class Pool:
                                          f"{cfg.boot_timeout:g}s (boot_timeout): killing it"))
                 acts += self._dump_then_kill(w, now, f"not ready within {cfg.boot_timeout:g}s",
                                               "boot")
-            elif w.state == READY and cfg.timeout and \
+            elif w.state in (READY, RETIRING) and cfg.timeout and \
                     now - beats.get(w.pid, w.since) >= cfg.timeout:
-                acts.append(Log("error", f"worker {w.pid} silent for {cfg.timeout:g}s (timeout): "
-                                         "writing its stack, then killing it"))
-                acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s", "timeout")
-            elif w.state == RETIRING and cfg.timeout and \
-                    now - beats.get(w.pid, w.since) >= cfg.timeout:
-                # Retiring, and stuck in its last request: timeout holds as for any.
+                # (Retiring, and stuck in its last request: timeout holds as for any.)
+                where = " while retiring" if w.state == RETIRING else ""
                 acts.append(Log("error", f"worker {w.pid} silent for {cfg.timeout:g}s "
-                                         "(timeout) while retiring: writing its stack, then "
-                                         "killing it"))
-                acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s",
-                                             w.reason or "timeout")
+                                         f"(timeout){where}: writing its stack, then killing "
+                                         "it"))
+                acts += self._dump_then_kill(w, now, f"silent for {cfg.timeout:g}s", "timeout")
             elif w.state == RETIRING and cfg.graceful_timeout and \
                     now - w.since >= cfg.graceful_timeout:
                 acts.append(Log("warning", f"worker {w.pid} still busy after "

@@ -119,9 +119,7 @@ def _live(server, plan):
     from .mixin import PreforkMixIn  # here: the mix-in imports the master, which imports this
     tally = _Tally(slot, plan.max_requests, inbox)
     for srv in servers:
-        srv._note = slot.set_note  # for note_request(): this worker's slot
-        srv._slot = slot
-        srv._no_request = slot.no_request
+        srv._slot = slot  # for note_request(), no_request() and handle_error()
         if getattr(type(srv), "note_request", None) is PreforkMixIn.note_request:
             srv.note_request = slot.set_note  # the same, one call shorter
         if getattr(type(srv), "next_request", None) is PreforkMixIn.next_request:
@@ -180,7 +178,7 @@ def _live(server, plan):
                 entry = held.pop(fd, None)  # None: given to the master meanwhile
                 if entry is not None:
                     back.serve(entry[0], entry[1], entry[2], fd, slot)
-                    tally.count()
+                    tally.connection_done()
             # A wake-up for a listener is this worker's alone (EPOLLEXCLUSIVE): it
             # takes the connection even when it is leaving, or nobody may be woken
             # for it.  Greedy: while connections wait, it keeps taking them before
@@ -189,7 +187,7 @@ def _live(server, plan):
                 burst = 0
                 while burst < GREEDY_BURST and (_serve(back.receive(), slot, back)
                                                 if srv is back else _serve_one(srv, slot, back)):
-                    tally.count()
+                    tally.connection_done()
                     burst += 1
                     if inbox.pending() or tally.used_up():
                         break
@@ -233,9 +231,9 @@ def _reset_after_fork(plan):
     sched.restore()  # the master's short CPU slice is not a worker's
     _outlive_the_master_by(plan.orphan_limit, plan.master)
     inbox = SignalInbox([signal.SIGTERM, signal.SIGUSR1])
-    # With an error log, standard error (a stack dumped above, a traceback) goes there;
-    # from now on a USR1 is this worker's own to follow a rotation with.
-    flush_std_streams()
+    # With an error log, standard error (a stack dumped above, a traceback) goes there
+    # (the master wrote out its buffers before the fork); from now on a USR1 is this
+    # worker's own to follow a rotation with.
     logs.stderr_to_log()
     return inbox
 
@@ -367,7 +365,8 @@ class _Tally:
         self.inbox = inbox
         self.in_place = 0  # served in a row on the connection at hand
 
-    def count(self):
+    def connection_done(self):
+        """A connection served: the next request is not in place on it."""
         self.in_place = 0
 
     def used_up(self):

@@ -35,6 +35,11 @@ class Bind:
     family: int
     type: int
     address: object  # (host, port), a path, "\0name", or an fd number for fd://
+    option: str = "--bind"  # the option it came from, as its errors name it
+
+    @property
+    def said(self):
+        return f"{self.option} {self.spec}"
 
 
 @dataclasses.dataclass
@@ -137,7 +142,7 @@ def _inherit(bind):
     try:
         sock = socket.socket(fileno=bind.address)
     except OSError as e:
-        raise BindError(f"--bind {bind.spec}: descriptor {bind.address} is not an open "
+        raise BindError(f"{bind.said}: descriptor {bind.address} is not an open "
                         f"socket ({e.strerror}); pass a listening socket's fd") from None
     return Listener(bind.spec, sock, inherited=True)
 
@@ -150,19 +155,19 @@ def _bind_inet(sock, bind):
     try:
         sock.bind(bind.address)
     except socket.gaierror as e:
-        raise BindError(f"--bind {bind.spec}: unknown host {host!r} ({e.strerror})") from None
+        raise BindError(f"{bind.said}: unknown host {host!r} ({e.strerror})") from None
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise BindError(f"--bind {bind.spec}: the address is in use by another process; "
-                            "stop it or choose another --bind") from None
+            raise BindError(f"{bind.said}: the address is in use by another process; "
+                            f"stop it or choose another {bind.option}") from None
         if e.errno == errno.EACCES and port < 1024:
-            raise BindError(f"--bind {bind.spec}: port {port} needs privilege (root or "
+            raise BindError(f"{bind.said}: port {port} needs privilege (root or "
                             "CAP_NET_BIND_SERVICE); use a port above 1023, or let systemd "
                             "pass the socket") from None
         if e.errno == errno.EADDRNOTAVAIL:
-            raise BindError(f"--bind {bind.spec}: {host} is not an address of this "
+            raise BindError(f"{bind.said}: {host} is not an address of this "
                             "machine") from None
-        raise BindError(f"--bind {bind.spec}: {e.strerror}") from None
+        raise BindError(f"{bind.said}: {e.strerror}") from None
 
 
 def _bind_unix(sock, bind, mode, group):
@@ -172,7 +177,7 @@ def _bind_unix(sock, bind, mode, group):
         return ""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise BindError(f"--bind {bind.spec}: directory {directory} does not exist; "
+        raise BindError(f"{bind.said}: directory {directory} does not exist; "
                         "create it (systemd: RuntimeDirectory=) or choose another path")
     gid = _group_id(group) if group else -1
     if os.path.lexists(path):
@@ -188,7 +193,7 @@ def _bind_unix(sock, bind, mode, group):
         os.chmod(path, mode)
     except OSError as e:
         os.unlink(path)
-        raise BindError(f"--bind {bind.spec}: cannot give the socket group {group!r} and "
+        raise BindError(f"{bind.said}: cannot give the socket group {group!r} and "
                         f"mode {mode:04o}: {e.strerror}") from None
     return path
 
@@ -198,14 +203,14 @@ def _bind_or_explain(sock, bind):
         sock.bind(bind.address)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise BindError(f"--bind {bind.spec}: the name is in use by a live "
+            raise BindError(f"{bind.said}: the name is in use by a live "
                             "server") from None
-        raise BindError(f"--bind {bind.spec}: {e.strerror}") from None
+        raise BindError(f"{bind.said}: {e.strerror}") from None
 
 
 def _replace_stale(path, bind):
     if not stat.S_ISSOCK(os.lstat(path).st_mode):
-        raise BindError(f"--bind {bind.spec}: {path} exists and is not a socket; "
+        raise BindError(f"{bind.said}: {path} exists and is not a socket; "
                         "remove it or choose another path")
     probe = socket.socket(socket.AF_UNIX, bind.type)
     try:
@@ -217,7 +222,7 @@ def _replace_stale(path, bind):
         pass
     finally:
         probe.close()
-    raise BindError(f"--bind {bind.spec}: {path} is held by a live server; stop it "
+    raise BindError(f"{bind.said}: {path} is held by a live server; stop it "
                     "first or choose another path")
 
 
@@ -284,24 +289,19 @@ def open_metrics(spec, listen=True):
                           "[::1]:PORT")
     v6 = m["v6"] is not None
     bind = Bind(spec, socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM,
-                (m["v6"] if v6 else m["host"] or "0.0.0.0", int(m["port"])))
+                (m["v6"] if v6 else m["host"] or "0.0.0.0", int(m["port"])), "--metrics-bind")
     if listen and bind.address[1]:
         # A first master: the port must be free.  SO_REUSEPORT would let it join another
         # master's socket, and probes and scrapes would reach either at random.
         probe = socket.socket(bind.family, socket.SOCK_STREAM)
         try:
             _bind_inet(probe, bind)
-        except BindError as e:
-            raise BindError(str(e).replace("--bind", "--metrics-bind")) from None
         finally:
             probe.close()
     sock = socket.socket(bind.family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            _bind_inet(sock, bind)
-        except BindError as e:
-            raise BindError(str(e).replace("--bind", "--metrics-bind")) from None
+        _bind_inet(sock, bind)
         if listen:
             sock.listen(METRICS_BACKLOG)
     except BaseException:
@@ -341,12 +341,8 @@ class ControlFile:
     def __init__(self, path, staged=False):
         self.path = path
         where = f"{path}.{os.getpid()}" if staged else path
-        bind = Bind(f"unix:{where}", socket.AF_UNIX, socket.SOCK_STREAM, where)
-        try:
-            self.listener = open_listener(bind, backlog=64, socket_mode=0o600)
-        except BindError as e:  # said of --control, not of --bind
-            raise BindError(str(e).replace(f"--bind unix:{where}", f"--control {path}")
-                            .replace("another --bind", "another --control")) from None
+        bind = Bind(path, socket.AF_UNIX, socket.SOCK_STREAM, where, "--control")
+        self.listener = open_listener(bind, backlog=64, socket_mode=0o600)
         self.sock = self.listener.sock
         self.inode = os.stat(where).st_ino
 

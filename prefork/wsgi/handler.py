@@ -71,9 +71,7 @@ class WSGIRequestHandler(core.BaseRequestHandler):
                         e.request.parser = None
                     return
                 except OSError:
-                    if data is None:
-                        _no_request(server)
-                    return  # the client went away
+                    req = None  # the client went away
                 if req is None:
                     if data is None:  # the connection carried no request at all
                         _no_request(server)
@@ -153,9 +151,9 @@ class WSGIRequestHandler(core.BaseRequestHandler):
         """Answer *error* (an HTTPError) to the request *line* of *method*; the
         connection closes.  An answer to HEAD has the length and not the body.  Why
         goes to the log at debug level (a client's fault, not the server's)."""
-        _log.debug("%s %s to %s %r: %s", error.status, REASONS[error.status],
-                   _peer(self.client_address), line, error.why)
         reason = REASONS[error.status]
+        _log.debug("%s %s to %s %r: %s", error.status, reason, _peer(self.client_address),
+                   line, error.why)
         body = f"{error.status} {reason}\n".encode()
         head = (f"HTTP/1.1 {error.status} {reason}\r\nContent-Type: text/plain\r\n"
                 f"Content-Length: {len(body)}\r\n{date_line()}"
